@@ -20,6 +20,7 @@ from stftblur.losses import (  # noqa: E402
     ssim_loss,
 )
 from stftblur.metrics import psnr, ssim  # noqa: E402
+from stftblur.metrics import LPCSI, lpc_si  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -33,4 +34,6 @@ __all__ = [
     "SSIMLoss",
     "psnr",
     "ssim",
+    "lpc_si",
+    "LPCSI",
 ]
