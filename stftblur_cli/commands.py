@@ -5,3 +5,7 @@ from __future__ import annotations
 import click
 
 ALL: list[click.Command] = []
+
+from stftblur_cli.eval_cmd import eval_command  # noqa: E402
+
+ALL.append(eval_command)
