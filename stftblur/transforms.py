@@ -102,15 +102,21 @@ def num_windows(size: int, window_size: int, stride: int) -> int:
 
 @dataclass(frozen=True)
 class StftPlan:
-    """One transform: which patches, which window, which coefficients.
+    """One transform: which patches, which window, which coefficients, and its adjoint.
 
     ``kind="2d"`` is :func:`stft2d`. ``kind="rows"`` is what the authors' TensorFlow code
     computes: the un-windowed 1-D FFT along the width of the first ``window_size // 2`` rows of
     every patch, keeping the first ``window_size // 2`` frequencies.
 
-    The plan knows its analytic adjoint (:meth:`adjoint`), with PyTorch's convention for
-    gradients of real functions of complex tensors (``grad = dL/dRe + i dL/dIm``), so that
-    ``adjoint(forward_grad)`` is the gradient with respect to the image.
+    Internally the 2-D coefficients are stored transposed, (..., ww // 2 + 1, wh) (the real
+    transform along the patch rows' axis first), because PyTorch's pocketfft computes the
+    inverse of that layout several times faster than the inverse of rfft2's layout;
+    :meth:`to_standard` gives the public layout as a view.
+
+    :meth:`adjoint` uses PyTorch's convention for gradients of real functions of complex
+    tensors (``grad = dL/dRe + i dL/dIm``): ``adjoint(g * adjoint_scale())`` is the gradient
+    with respect to the image. The factor is kept apart so that callers can fold it into their
+    own per-coefficient weights instead of spending a pass over the coefficients on it.
     """
 
     window_size: Tuple[int, int]
@@ -119,6 +125,7 @@ class StftPlan:
     normalized: bool = False
 
     def coefficient_shape(self) -> Tuple[int, int]:
+        """(P, Q) of the public layout."""
         wh, ww = self.window_size
         if self.kind == "rows":
             return (wh // 2, ww // 2)
@@ -128,63 +135,101 @@ class StftPlan:
         wh, ww = self.window_size
         return num_windows(height, wh, self.stride), num_windows(width, ww, self.stride)
 
-    def _scale(self, window: Optional[torch.Tensor]) -> Optional[float]:
+    def effective_window(
+        self, window: Optional[torch.Tensor], dtype: torch.dtype, device: torch.device
+    ) -> Optional[torch.Tensor]:
+        """The window with the normalisation folded in (the transform is linear in it)."""
         if not self.normalized:
-            return None
-        s = float(window.sum()) if window is not None else float(self.window_size[0] * self.window_size[1])
-        return 1.0 / s
+            return window
+        if window is None:
+            window = torch.ones(self.window_size, dtype=dtype, device=device)
+        return window / window.sum()
 
-    def forward(self, x: torch.Tensor, window: Optional[torch.Tensor]) -> torch.Tensor:
-        """(B, C, H, W) real -> (B, C, K, L, P, Q) complex."""
-        wh, ww = self.window_size
-        s = self.stride
-        patches = x.unfold(2, wh, s).unfold(3, ww, s)  # view (B, C, K, L, wh, ww)
-        if self.kind == "rows":
-            patches = patches[..., : wh // 2, :]
-            coeffs = torch.fft.rfft(patches, dim=-1)[..., : ww // 2]
-        else:
-            if window is not None:
-                patches = patches * window
-            coeffs = torch.fft.rfft2(patches, dim=(-2, -1))
-        scale = self._scale(window)
-        return coeffs if scale is None else coeffs * scale
+    def to_standard(self, coeffs: torch.Tensor) -> torch.Tensor:
+        return coeffs.transpose(-1, -2) if self.kind == "2d" else coeffs
 
-    def adjoint(self, grad: torch.Tensor, window: Optional[torch.Tensor], height: int, width: int) -> torch.Tensor:
-        """Gradient of the image from the gradient of its coefficients (the adjoint transform)."""
+    def to_internal(self, weight: torch.Tensor) -> torch.Tensor:
+        """A weight broadcastable to the public (P, Q) grid, in the internal layout."""
+        weight = weight.expand(self.coefficient_shape())
+        return weight.transpose(-1, -2) if self.kind == "2d" else weight
+
+    def adjoint_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Per-coefficient factor of the adjoint (internal layout).
+
+        The inverse real FFT counts every bin that stands for a conjugate pair (all but DC and,
+        for even sizes, Nyquist) twice, where the adjoint of the forward real FFT counts it once:
+        those bins are halved. The inverse FFT's 1/N is undone.
+        """
         wh, ww = self.window_size
-        s = self.stride
-        b, c, k, l = grad.shape[:4]
-        # rfft's adjoint: bins that stand for a conjugate pair (all but DC and, for even sizes,
-        # Nyquist) count once in irfft's Hermitian extension but twice in the sum, so halve them.
-        nq = ww // 2 + 1
         if self.kind == "rows":
-            full = grad.new_zeros(grad.shape[:-1] + (nq,))
-            full[..., : grad.shape[-1]] = grad
-            grad = full
-        half = grad.new_full((nq,), 0.5)
+            half = torch.full((ww // 2,), 0.5, dtype=dtype, device=device)
+            half[0] = 1.0
+            return (half * ww).expand(wh // 2, ww // 2)
+        n = ww // 2 + 1
+        half = torch.full((n,), 0.5, dtype=dtype, device=device)
         half[0] = 1.0
         if ww % 2 == 0:
             half[-1] = 1.0
-        grad = grad * half
+        return (half * (wh * ww))[:, None].expand(n, wh)
+
+    def forward(self, x: torch.Tensor, window: Optional[torch.Tensor]) -> torch.Tensor:
+        """(N, C, H, W) real -> (N, C, K, L, ...) complex, internal layout; window: effective."""
+        wh, ww = self.window_size
+        s = self.stride
+        patches = x.unfold(-2, wh, s).unfold(-2, ww, s)  # view (..., K, L, wh, ww)
         if self.kind == "rows":
-            patch_grad = torch.fft.irfft(grad, n=ww, dim=-1) * ww
+            patches = patches[..., : wh // 2, :]
+            if window is not None:
+                patches = patches * window[: wh // 2]
+            return torch.fft.rfft(patches, dim=-1)[..., : ww // 2]
+        if window is not None:
+            patches = patches * window
+        # Real transform along the patch columns (v, halved), full along the rows (u); stored
+        # (..., v, u).
+        return torch.fft.rfft2(patches.transpose(-1, -2), dim=(-1, -2))
+
+    def adjoint(self, grad: torch.Tensor, window: Optional[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """Image-domain image of coefficient gradients (internal layout, already scaled)."""
+        wh, ww = self.window_size
+        if self.kind == "rows":
+            grad = F.pad(torch.view_as_real(grad), (0, 0, 0, ww // 2 + 1 - grad.shape[-1]))
+            patch_grad = torch.fft.irfft(torch.view_as_complex(grad), n=ww, dim=-1)
+            if window is not None:
+                patch_grad = patch_grad * window[: wh // 2]
             patch_grad = F.pad(patch_grad, (0, 0, 0, wh - wh // 2))
         else:
-            patch_grad = torch.fft.irfft2(grad, s=(wh, ww), dim=(-2, -1)) * (wh * ww)
+            patch_grad = torch.fft.irfft2(grad, s=(wh, ww), dim=(-1, -2)).transpose(-1, -2)
             if window is not None:
                 patch_grad = patch_grad * window
-        scale = self._scale(window)
-        if scale is not None:
-            patch_grad = patch_grad * scale
-        return _fold(patch_grad, height, width, s)
+        return overlap_add(patch_grad, height, width, self.stride)
 
 
-def _fold(patches: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
-    """Sum (B, C, K, L, wh, ww) patches back into (B, C, height, width) images (unfold's adjoint)."""
-    b, c, k, l, wh, ww = patches.shape
-    cols = patches.permute(0, 1, 4, 5, 2, 3).reshape(b * c, wh * ww, k * l)
-    out = F.fold(cols, (height, width), (wh, ww), stride=stride)
-    return out.view(b, c, height, width)
+def overlap_add(patches: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
+    """Sum (..., K, L, wh, ww) patches back into (..., height, width) images (unfold's adjoint).
+
+    Where the stride divides the window, the patches are added as (wh/stride) x (ww/stride)
+    shifted block grids, which is several times faster than ``torch.nn.functional.fold``.
+    """
+    *lead, k, l, wh, ww = patches.shape
+    n = 1
+    for d in lead:
+        n *= d
+    patches = patches.reshape(n, k, l, wh, ww)
+    s = stride
+    if wh % s or ww % s:
+        cols = patches.permute(0, 3, 4, 1, 2).reshape(n, wh * ww, k * l)
+        return F.fold(cols, (height, width), (wh, ww), stride=s).view(*lead, height, width)
+    ah, aw = wh // s, ww // s
+    blocks = patches.view(n, k, l, ah, s, aw, s).permute(0, 3, 5, 1, 4, 2, 6)  # (n, ah, aw, k, s, l, s)
+    out = patches.new_zeros(n, k + ah - 1, s, l + aw - 1, s)
+    for a in range(ah):
+        for b in range(aw):
+            out[:, a : a + k, :, b : b + l, :] += blocks[:, a, b]
+    hh, ww_used = (k + ah - 1) * s, (l + aw - 1) * s
+    out = out.view(n, hh, ww_used)
+    if (hh, ww_used) != (height, width):
+        out = F.pad(out, (0, width - ww_used, 0, height - hh))
+    return out.view(*lead, height, width)
 
 
 def resolve_window_size(
@@ -251,4 +296,4 @@ def stft2d(
     x = x.to(dtype)
     win = None if window is None else make_window(window, (wh, ww), dtype, x.device)
     plan = StftPlan((wh, ww), s, "2d", normalized)
-    return plan.forward(x, win)
+    return plan.to_standard(plan.forward(x, plan.effective_window(win, dtype, x.device)))
