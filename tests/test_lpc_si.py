@@ -1,0 +1,241 @@
+"""LPC-SI against the reference values, a direct float64 transcription, and its conventions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.measure import blur_effect as skimage_blur_effect
+
+from stftblur import LPCSI, lpc_si
+from stftblur.metrics import blur_effect
+from stftblur.metrics.lpc_si import default_border
+
+from .conftest import cuda, require_shared
+
+
+# ---------------------------------------------------------------------------------------------
+# A direct transcription of the definition (Hassen et al. 2013, reference lpc_si.m), float64,
+# one orientation and one scale at a time: the oracle for sizes the fixture does not cover.
+# ---------------------------------------------------------------------------------------------
+
+
+def _grid(n: int) -> np.ndarray:
+    if n % 2:
+        return np.arange(-(n - 1) / 2, (n - 1) / 2 + 1) / (n - 1)
+    return np.arange(-n / 2, n / 2) / n
+
+
+def _direct_lpc_si(im, scales=(1, 1.5, 2), w=(1, -3, 2), C=2.0, beta_k=1e-4, n_o=8, border=None):
+    rows, cols = im.shape
+    b = int(math.floor(min(rows, cols) / 16 + 0.5)) if border is None else border
+    x, y = np.meshgrid(_grid(cols), _grid(rows))
+    radius = np.fft.ifftshift(np.sqrt(x**2 + y**2))
+    theta = np.fft.ifftshift(np.arctan2(-y, x))
+    lowpass = 1.0 / (1.0 + (radius / 0.45) ** 30)
+    radius[0, 0] = 1.0
+    spectrum = np.fft.fft2(im)
+    coherence_sum = np.zeros((rows, cols))
+    energy_sum = np.zeros((rows, cols))
+    for o in range(n_o):
+        angle = o * np.pi / n_o
+        ds = np.sin(theta) * np.cos(angle) - np.cos(theta) * np.sin(angle)
+        dc = np.cos(theta) * np.cos(angle) + np.sin(theta) * np.sin(angle)
+        spread = np.exp(-np.arctan2(ds, dc) ** 2 / (2 * (np.pi / n_o / 1.5) ** 2))
+        phase = np.zeros((rows, cols))
+        for s, (scale, weight) in enumerate(zip(scales, w)):
+            log_gabor = np.exp(-np.log(radius * 4 * scale) ** 2 / (2 * np.log(0.75) ** 2)) * lowpass
+            log_gabor[0, 0] = 0.0
+            response = np.fft.ifft2(spectrum * log_gabor * spread)
+            phase += weight * np.angle(response)
+            if s == 0:
+                e = np.abs(response)
+                inner = e[b : rows - b, b : cols - b]
+                energy = np.maximum(0.0, e - (inner.mean() + 2 * inner.std(ddof=1)))
+        coherence_sum += np.maximum(0.0, np.cos(phase)) * energy
+        energy_sum += energy
+    lpc = coherence_sum / (energy_sum + C)
+    ranked = np.sort(lpc[b : rows - b, b : cols - b].ravel())[::-1]
+    u = np.exp(-(np.arange(ranked.size) / (ranked.size - 1)) / beta_k)
+    return float((ranked * u).sum() / u.sum())
+
+
+def _patch(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A natural 0..255 patch of the camera man, lightly blurred by a random amount."""
+    from skimage.filters import gaussian
+
+    rng = np.random.default_rng(seed)
+    cam = data.camera().astype(np.float64)
+    y0, x0 = rng.integers(0, 512 - h), rng.integers(0, 512 - w)
+    return gaussian(cam[y0 : y0 + h, x0 : x0 + w], sigma=rng.uniform(0.3, 1.5), preserve_range=True)
+
+
+def _t(a: np.ndarray, dtype=torch.float64) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)[None, None]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reference_values_float64_and_float32():
+    expected = json.loads(require_shared("reference", "lpc_si", "public_expected.json").read_text())
+    images = np.load(require_shared("reference", "lpc_si", "public_images.npz"))
+    assert set(expected) == set(images.files)
+    for key, value in expected.items():
+        x = _t(images[key])
+        got64 = lpc_si(x, data_range=255.0)
+        got32 = lpc_si(x.float(), data_range=255.0)
+        assert got64.dtype == torch.float64 and got32.dtype == torch.float32
+        assert abs(got64.item() - value) < 1e-6, key
+        assert abs(got32.item() - value) < 1e-3, key
+
+
+def test_reference_batch_equals_single():
+    images = np.load(require_shared("reference", "lpc_si", "public_images.npz"))
+    keys = ["camera_s1", "camera_s4"]
+    batch = torch.from_numpy(np.stack([images[k] for k in keys]))[:, None]
+    together = lpc_si(batch, data_range=255.0)
+    alone = torch.cat([lpc_si(batch[i : i + 1], data_range=255.0) for i in range(len(keys))])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (33, 64), (64, 33), (8, 9), (5, 7), (40, 40)])
+def test_matches_direct_definition_on_odd_and_small_sizes(size):
+    im = _patch(*size, seed=sum(size))
+    got = lpc_si(_t(im), data_range=255.0).item()
+    assert got == pytest.approx(_direct_lpc_si(im), abs=1e-10)
+
+
+def test_matches_direct_definition_with_other_parameters():
+    im = _patch(45, 50, seed=3)
+    kwargs = dict(scales=(1, 2, 4), C=0.5, beta_k=2e-3, border=4)
+    got = lpc_si(_t(im), data_range=255.0, scale_weights=(1, -3, 2), n_orientations=6, **kwargs).item()
+    assert got == pytest.approx(_direct_lpc_si(im, w=(1, -3, 2), n_o=6, **kwargs), abs=1e-10)
+    # Non-integer weights take the angle path.
+    got = lpc_si(_t(im), data_range=255.0, scale_weights=(0.5, -1.25, 0.75), **kwargs).item()
+    assert got == pytest.approx(_direct_lpc_si(im, w=(0.5, -1.25, 0.75), **kwargs), abs=1e-10)
+    # beta_k large enough that every value of the map counts: the full sort path.
+    got = lpc_si(_t(im), data_range=255.0, beta_k=1.0).item()
+    assert got == pytest.approx(_direct_lpc_si(im, beta_k=1.0), abs=1e-10)
+
+
+def test_index_is_the_weighted_mean_of_the_sorted_map():
+    im = _patch(96, 80, seed=7)
+    si, lpc = lpc_si(_t(im), data_range=255.0, return_map=True)
+    assert lpc.shape == (1, 96, 80)
+    assert float(lpc.min()) >= 0.0 and float(lpc.max()) <= 1.0
+    b = default_border(96, 80)
+    ranked = np.sort(lpc[0, b:-b, b:-b].numpy().ravel())[::-1]
+    u = np.exp(-(np.arange(ranked.size) / (ranked.size - 1)) / 1e-4)
+    assert si.item() == pytest.approx((ranked * u).sum() / u.sum(), abs=1e-13)
+
+
+def test_float32_agrees_with_float64_and_half_is_computed_in_float32():
+    x = _t(_patch(64, 64, seed=1) / 255.0)
+    v64 = lpc_si(x)
+    v32 = lpc_si(x.float())
+    assert abs(v32.item() - v64.item()) < 1e-5
+    v16 = lpc_si(x.half())
+    assert v16.dtype == torch.float32 and abs(v16.item() - v64.item()) < 1e-2
+
+
+def test_flat_images_give_zero():
+    for shape in [(2, 1, 48, 48), (1, 3, 17, 23)]:
+        for dtype in (torch.float32, torch.float64):
+            si, lpc = lpc_si(torch.full(shape, 0.5, dtype=dtype), return_map=True)
+            assert torch.equal(si, torch.zeros(shape[0], dtype=dtype))
+            assert not lpc.any()
+
+
+def test_batch_equals_single_images():
+    x = torch.from_numpy(np.stack([_patch(40, 52, seed=s) for s in range(3)]))[:, None] / 255.0
+    together = lpc_si(x.float())
+    alone = torch.cat([lpc_si(x[i : i + 1].float()) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-6)
+    assert len(set(together.tolist())) == 3
+
+
+def test_colour_is_bt601_luma_and_data_range_scales():
+    rgb = data.astronaut()[100:164, 200:270].astype(np.float64)  # (64, 70, 3)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
+    expected = lpc_si(_t(luma), data_range=255.0)
+    torch.testing.assert_close(lpc_si(x, data_range=255.0), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lpc_si(x / 255.0), expected, rtol=0, atol=1e-12)
+
+
+def test_sharper_is_higher():
+    cam = data.camera()[100:228, 100:228].astype(np.float64)
+    from skimage.filters import gaussian
+
+    values = [lpc_si(_t(gaussian(cam, s, preserve_range=True)), data_range=255.0).item() for s in (0.01, 1, 2, 4)]
+    assert values == sorted(values, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: lpc_si(np.zeros((1, 1, 8, 8))), TypeError, "images must be a torch.Tensor"),
+        (lambda: lpc_si(torch.zeros(8, 8)), ValueError, r"images must have shape \(B, C, H, W\)"),
+        (lambda: lpc_si(torch.zeros(1, 2, 8, 8)), ValueError, "images must have 1 .* or 3 .* channels"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8, dtype=torch.uint8)), TypeError, "images must be a floating"),
+        (lambda: lpc_si(torch.full((1, 1, 8, 8), float("nan"))), ValueError, "images contains NaN"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), data_range=0), ValueError, "data_range"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), C=-1.0), ValueError, "C must be"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), beta_k=0), ValueError, "beta_k"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), n_orientations=0), ValueError, "n_orientations"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), scales=(1, 2)), ValueError, "scale_weights must have one weight per scale"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), scales=(1, 0, 2)), ValueError, "scales must all be > 0"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), scales="abc"), TypeError, "scales must be a non-empty sequence"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), border=4), ValueError, "border=4 leaves no pixel"),
+        (lambda: lpc_si(torch.zeros(1, 1, 8, 8), border=-1), ValueError, "border must be None or an int"),
+    ],
+)
+def test_bad_input_errors_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_metric_object_accumulates_over_batches():
+    a = torch.from_numpy(np.stack([_patch(40, 40, seed=s) for s in range(2)]))[:, None].float() / 255
+    b = torch.from_numpy(_patch(30, 50, seed=9))[None, None].float() / 255
+    metric = LPCSI(border=2)
+    with pytest.raises(RuntimeError, match="before any update"):
+        metric.compute()
+    metric.update(a)
+    metric.update(b)
+    expected = torch.cat([lpc_si(a, border=2), lpc_si(b, border=2)]).double()
+    assert metric.count == 3
+    torch.testing.assert_close(metric.values, expected)
+    torch.testing.assert_close(metric.compute(), expected.mean())
+    metric.reset()
+    assert metric.count == 0 and metric.values.numel() == 0
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        LPCSI(betak=1e-4)
+    with pytest.raises(ValueError, match="beta_k"):
+        LPCSI(beta_k=-1.0)
+
+
+def test_blur_effect_wraps_scikit_image():
+    gray = data.camera()[:64, :80].astype(np.float64) / 255.0
+    rgb = data.astronaut()[:48, :40].astype(np.float64) / 255.0
+    got = blur_effect(torch.from_numpy(gray)[None, None])
+    assert got.item() == pytest.approx(skimage_blur_effect(gray), abs=1e-12)
+    got = blur_effect(torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2.0, data_range=2.0)
+    assert got.item() == pytest.approx(skimage_blur_effect(rgb, channel_axis=-1), abs=1e-12)
+
+
+@cuda
+def test_cuda_matches_cpu():
+    x = torch.from_numpy(np.stack([_patch(61, 64, seed=s) for s in range(2)]))[:, None] / 255.0
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        cpu = lpc_si(x.to(dtype))
+        gpu, lpc = lpc_si(x.to("cuda", dtype), return_map=True)
+        assert gpu.device.type == "cuda" and lpc.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=tol)
+    flat = lpc_si(torch.full((1, 3, 20, 20), 0.3, device="cuda"))
+    assert flat.item() == 0.0
