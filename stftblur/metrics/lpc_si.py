@@ -245,31 +245,25 @@ def _as_float_tuple(values: object, name: str) -> Tuple[float, ...]:
     return tuple(out)
 
 
-def _unit(z: torch.Tensor) -> torch.Tensor:
-    """z / |z|, with 1 where z == 0 (MATLAB's angle(0) is 0)."""
-    mag = z.abs()
-    return torch.where(mag > 0, z / mag.clamp_min(torch.finfo(mag.dtype).tiny), torch.ones_like(z))
-
-
 def _coherence(resp: torch.Tensor, weights: Tuple[float, ...]) -> torch.Tensor:
     """max(0, cos(sum_s w_s angle(M_s))) for responses of shape (S, K).
 
-    Integer weights (the default 1, -3, 2) use products of unit phasors, cheaper than atan2 and
-    free of the under/overflow of raw powers such as |M|^6 in float32; other weights use the
-    angles, exactly as MATLAB's ``angle(prod(M_s .^ w_s))`` does.
+    Integer weights (the default 1, -3, 2) use the product z = prod_s M_s^w_s (conjugates for
+    negative weights) and cos(angle(z)) = Re(z) / |z|, cheaper than atan2. The product is taken
+    in complex128 whatever the input, so that powers such as |M|^6 neither overflow nor
+    underflow; z == 0 counts as angle 0, as in MATLAB. Other weights use the angles, as MATLAB's
+    ``angle(prod(M_s .^ w_s))`` does.
     """
     if all(float(w).is_integer() for w in weights):
-        z: Optional[torch.Tensor] = None
-        for r, w in zip(resp, weights):
-            if w == 0:
-                continue
-            p = _unit(r)
-            p = p if w > 0 else p.conj()
+        r = resp.to(torch.complex128)
+        z = torch.ones_like(r[0])
+        for r_s, w in zip(r, weights):
+            factor = r_s if w > 0 else r_s.conj()
             for _ in range(abs(int(w))):
-                z = p if z is None else z * p
-        if z is None:
-            return torch.ones(resp.shape[1], dtype=resp.real.dtype, device=resp.device)
-        return (z.real / z.abs()).clamp_min_(0.0)
+                z = z * factor
+        mag = z.abs()
+        cos = torch.where(mag > 0, z.real / mag, torch.ones_like(mag))
+        return cos.clamp_min_(0.0).to(resp.real.dtype)
     w_t = torch.tensor(weights, dtype=resp.real.dtype, device=resp.device)
     return torch.cos((torch.angle(resp) * w_t[:, None]).sum(dim=0)).clamp_min_(0.0)
 

@@ -1,0 +1,174 @@
+"""Throughput of stftblur.lpc_si: images per second on batches of 512x512 grayscale images.
+
+Usage:
+    .venv/bin/python evals/bench_metrics.py [--batch 16] [--size 512] [--repeats 7] [--out FILE]
+
+The batch is made of natural photographs shipped with scikit-image (camera, moon, brick, grass,
+gravel, astronaut as gray, and their flips and blurred copies), because the sparse part of the
+index (pixels above the energy threshold) depends on the content. Every configuration is run
+once to warm up (the filter bank is built and cached then), then ``--repeats`` times; the
+median and best times are reported. On the CPU the same run also times the floor the definition
+imposes: one forward FFT and S x O = 24 inverse complex FFTs per image. The reference MATLAB
+implementation takes about 0.47 s per 512x512 image on the project machine (the figure quoted
+in issue 4, not measured by this script); the target is 12x its throughput.
+
+The machine is described in the output (platform, CPU count, torch version and threads) with
+the load average before and after, since a busy shared machine slows every number down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import stftblur  # noqa: E402
+from stftblur import lpc_si  # noqa: E402
+
+MATLAB_SECONDS_PER_IMAGE = 0.47  # issue 4: reference lpc_si.m on a 512x512 image, this machine
+TARGET_SPEEDUP = 12.0
+
+
+def natural_batch(batch: int, size: int) -> torch.Tensor:
+    """(batch, 1, size, size) gray photographs in [0, 1], deterministic."""
+    from skimage import data, transform
+    from skimage.color import rgb2gray
+    from skimage.filters import gaussian
+
+    sources = [data.camera(), data.moon(), data.brick(), data.grass(), data.gravel(), rgb2gray(data.astronaut())]
+    sources = [s.astype(np.float64) / (255.0 if s.dtype == np.uint8 else 1.0) for s in sources]
+    images: List[np.ndarray] = []
+    i = 0
+    while len(images) < batch:
+        s = sources[i % len(sources)]
+        variant = i // len(sources)
+        if variant % 3 == 1:
+            s = s[:, ::-1]
+        elif variant % 3 == 2:
+            s = gaussian(s, sigma=1.5)
+        if s.shape != (size, size):
+            s = transform.resize(s, (size, size), anti_aliasing=True)
+        images.append(np.ascontiguousarray(s))
+        i += 1
+    return torch.from_numpy(np.stack(images))[:, None]
+
+
+def timed(fn: Callable[[], Any], repeats: int, device: torch.device) -> List[float]:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()  # warm-up: caches, plans, allocator
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def fft_floor(x: torch.Tensor, n_filters: int) -> None:
+    """The transforms the definition needs, and nothing else: 1 forward + n_filters inverse."""
+    spectrum = torch.fft.fft2(x[:, 0])
+    for img in spectrum:
+        torch.fft.ifft2(img.expand(n_filters, -1, -1))
+
+
+def machine() -> Dict[str, Any]:
+    info: Dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "stftblur": stftblur.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu_model"] = names[0]
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--out", type=Path, default=ROOT / "evals" / "results" / "bench_metrics.json")
+    args = parser.parse_args()
+
+    x = natural_batch(args.batch, args.size)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    load_before = os.getloadavg()
+    runs = []
+    for device in devices:
+        for name in args.dtypes.split(","):
+            dtype = getattr(torch, name)
+            xd = x.to(device, dtype)
+            entry: Dict[str, Any] = {"device": device.type, "dtype": name}
+            times = timed(lambda: lpc_si(xd), args.repeats, device)
+            entry["seconds_per_batch"] = times
+            entry["images_per_s_median"] = args.batch / statistics.median(times)
+            entry["images_per_s_best"] = args.batch / min(times)
+            if device.type == "cpu":
+                floor = timed(lambda: fft_floor(xd, 24), args.repeats, device)
+                entry["fft_floor_images_per_s_median"] = args.batch / statistics.median(floor)
+                entry["fft_floor_images_per_s_best"] = args.batch / min(floor)
+                entry["speedup_vs_matlab_median"] = entry["images_per_s_median"] * MATLAB_SECONDS_PER_IMAGE
+            runs.append(entry)
+            print(
+                f"{device.type:4s} {name:8s} lpc_si {entry['images_per_s_median']:7.1f} img/s (median), "
+                f"{entry['images_per_s_best']:7.1f} (best)"
+                + (
+                    f"; FFT floor {entry['fft_floor_images_per_s_median']:7.1f} img/s; "
+                    f"{entry['speedup_vs_matlab_median']:.1f}x MATLAB"
+                    if device.type == "cpu"
+                    else ""
+                ),
+                flush=True,
+            )
+    result = {
+        "benchmark": "lpc_si images per second",
+        "command": "python evals/bench_metrics.py " + " ".join(sys.argv[1:]),
+        "batch": args.batch,
+        "size": [args.size, args.size],
+        "channels": 1,
+        "repeats": args.repeats,
+        "inputs": "scikit-image photographs (camera, moon, brick, grass, gravel, astronaut gray), flipped and blurred copies",
+        "matlab_reference_seconds_per_image": MATLAB_SECONDS_PER_IMAGE,
+        "matlab_reference_source": "issue 4 (reference lpc_si.m on this machine); not measured by this script",
+        "target_images_per_s": TARGET_SPEEDUP / MATLAB_SECONDS_PER_IMAGE,
+        "machine": machine(),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
