@@ -1,0 +1,27 @@
+"""Models: the paper's MNIST beta-VAE."""
+
+from stftblur.models.vae import (
+    VAE,
+    VAE_CONFIGS,
+    VAEConfig,
+    CheckpointError,
+    VAEOutput,
+    create_vae,
+    load_author_checkpoint,
+    load_vae,
+    resolve_checkpoint,
+    save_vae,
+)
+
+__all__ = [
+    "VAE",
+    "VAE_CONFIGS",
+    "VAEConfig",
+    "CheckpointError",
+    "VAEOutput",
+    "create_vae",
+    "load_author_checkpoint",
+    "load_vae",
+    "resolve_checkpoint",
+    "save_vae",
+]

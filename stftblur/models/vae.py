@@ -1,0 +1,576 @@
+"""The paper's MNIST beta-VAE ("VAE1" of the authors' code), its configs and checkpoints.
+
+The architecture is the one of the authors' TensorFlow code (see ``docs/vae.md``)::
+
+    encoder: Conv(32, 3, stride 2, valid, ReLU) -> Conv(64, 3, stride 2, valid, ReLU)
+             -> flatten in NHWC order -> Dense(2 * latent_dim) = [mean, logvar]
+    decoder: Dense(7 * 7 * 32, ReLU) -> reshape NHWC -> ConvT(64, 3, stride 2, 'same', ReLU)
+             -> ConvT(32, 3, stride 2, 'same', ReLU) -> ConvT(1, 3, stride 1, 'same')
+
+The decoder output is raw (no sigmoid), as in the authors' training and evaluation. The
+stride-2 transposed convolutions follow TensorFlow's 'same' alignment, so that the authors'
+released weights give the same outputs here (:func:`load_author_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stftblur._io import PathLike, atomic_write, atomic_write_json
+
+CHECKPOINT_FORMAT = "stftblur-vae"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded (missing, unreadable, or not this model's weights)."""
+
+
+CHECKPOINT_VERSION = 1
+_METADATA_KEY = "stftblur_config"
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that defines a :class:`VAE`, so that ``VAE(model.config)`` rebuilds it.
+
+    Args:
+        name: a label, e.g. the registry name it came from.
+        image_size: side of the square input images; a multiple of 4, at least 8.
+        in_channels: channels of the input and output images.
+        latent_dim: size of the latent code z.
+        encoder_channels: output channels of the two stride-2 encoder convolutions.
+        decoder_channels: output channels of the two stride-2 decoder transposed convolutions;
+            the second also sets the channels of the decoder's dense layer output (7x7xC with
+            C = ``decoder_channels[1]``: 7x7x32 in the authors' code).
+        init: ``"keras"`` (Glorot-uniform kernels, zero biases: what the authors' TensorFlow
+            code starts from) or ``"torch"`` (PyTorch's layer defaults).
+
+    Examples:
+        >>> VAEConfig().latent_dim
+        2
+        >>> VAEConfig(latent_dim=8).encoded_size
+        6
+    """
+
+    name: str = "mnist-vae"
+    image_size: int = 28
+    in_channels: int = 1
+    latent_dim: int = 2
+    encoder_channels: Tuple[int, int] = (32, 64)
+    decoder_channels: Tuple[int, int] = (64, 32)
+    init: str = "keras"
+
+    def __post_init__(self) -> None:
+        for field in ("image_size", "in_channels", "latent_dim"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"VAEConfig.{field} must be a positive int, got {value!r}")
+        if self.image_size % 4 or self.image_size < 8:
+            raise ValueError(f"VAEConfig.image_size must be a multiple of 4 and >= 8, got {self.image_size}")
+        for field in ("encoder_channels", "decoder_channels"):
+            value = tuple(getattr(self, field))
+            if len(value) != 2 or not all(isinstance(c, int) and c >= 1 for c in value):
+                raise ValueError(f"VAEConfig.{field} must be two positive ints, got {getattr(self, field)!r}")
+            object.__setattr__(self, field, value)
+        if self.init not in ("keras", "torch"):
+            raise ValueError(f"VAEConfig.init must be 'keras' or 'torch', got {self.init!r}")
+
+    @property
+    def encoded_size(self) -> int:
+        """Side of the encoder's last feature map (6 for 28x28 inputs)."""
+        s = self.image_size
+        for _ in range(2):
+            s = (s - 3) // 2 + 1
+        return s
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VAEConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown VAEConfig keys {unknown}; expected a subset of {sorted(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+VAE_CONFIGS: Dict[str, VAEConfig] = {
+    # The paper's model: MNIST 28x28, latent size 2.
+    "mnist-vae": VAEConfig(),
+}
+
+
+class VAEOutput(NamedTuple):
+    """What :meth:`VAE.forward` returns: raw reconstruction, posterior parameters and the z used."""
+
+    recon: torch.Tensor
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+
+
+# Tap k of a 3-tap stride-2 transposed convolution with TensorFlow's 'same' alignment writes
+# input position i to output 2 * i + k; rows 2 * i + 2 land in the next pair of output rows.
+# As (output phase, shift of the input index): k=0 -> (0, 0), k=1 -> (1, 0), k=2 -> (0, +1).
+_TAPS = ((0, 0), (1, 0), (0, 1))
+
+
+class _ConvTransposeSame2(torch.autograd.Function):
+    """3x3 stride-2 transposed convolution, TensorFlow 'same' (output 2H x 2W), as GEMMs in NHWC.
+
+    Forward: one (B*H*W, Cin) x (Cin, 9*Cout) matrix product gives every tap's contribution,
+    which is added into the four output phases (col2im without the cropped 15th row and column).
+    Backward: the inverse gather (im2col of the output gradient) and two matrix products. On a
+    CPU this is about twice as fast as ``F.conv_transpose2d`` followed by the crop (the crop's
+    copies and the oneDNN deconvolution are the slow parts); the result is the same to float
+    rounding. Output and input gradients are channels-last tensors.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        b, cin, h, w = x.shape
+        cout = weight.shape[1]
+        xm = x.permute(0, 2, 3, 1).reshape(b * h * w, cin)
+        wm = weight.permute(0, 2, 3, 1).reshape(cin, 9 * cout)
+        cols = torch.mm(xm, wm).view(b, h, w, 3, 3, cout)
+        out = x.new_empty(b, h, 2, w, 2, cout)  # (B, 2H, 2W, C) with rows 2i + a, columns 2j + c
+        for kr, (a, dr) in enumerate(_TAPS):
+            for ks, (c, dc) in enumerate(_TAPS):
+                src = cols[:, : h - dr, : w - dc, kr, ks]
+                dst = out[:, dr:, a, dc:, c]
+                if dr == 0 and dc == 0:
+                    torch.add(src, bias, out=dst)
+                else:
+                    dst.add_(src)
+        ctx.save_for_backward(xm, wm)
+        ctx.dims = (b, cin, h, w, cout)
+        return out.view(b, 2 * h, 2 * w, cout).permute(0, 3, 1, 2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+        xm, wm = ctx.saved_tensors
+        b, cin, h, w, cout = ctx.dims
+        g = grad.permute(0, 2, 3, 1).contiguous().view(b, h, 2, w, 2, cout)
+        gc = g.new_empty(b, h, w, 3, 3, cout)
+        for kr, (a, dr) in enumerate(_TAPS):
+            for ks, (c, dc) in enumerate(_TAPS):
+                dst = gc[:, :, :, kr, ks]
+                dst[:, : h - dr, : w - dc] = g[:, dr:, a, dc:, c]
+                if dr:
+                    dst[:, h - dr :].zero_()
+                if dc:
+                    dst[:, : h - dr, w - dc :].zero_()
+        gm = gc.view(b * h * w, 9 * cout)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.mm(gm, wm.t()).view(b, h, w, cin).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            gw = torch.mm(xm.t(), gm).view(cin, 3, 3, cout).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[2]:
+            gb = g.sum(dim=(0, 1, 2, 3, 4))
+        return gx, gw, gb
+
+
+class _SameConvTranspose2d(nn.ConvTranspose2d):
+    """3x3 transposed convolution with TensorFlow's 'same' output alignment.
+
+    For stride 2, TensorFlow keeps the FIRST ``stride * H`` rows and columns of the full
+    ``(H - 1) * stride + 3`` output (all of its padding goes to the end); PyTorch's
+    ``padding=1, output_padding=1`` would keep rows 1.. instead, a one-pixel shift. For
+    stride 1 both are ``padding=1``. Parameters are those of ``nn.ConvTranspose2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=stride, padding=1 if stride == 1 else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.stride[0] == 1:
+            return F.conv_transpose2d(x, self.weight, self.bias, padding=1)
+        if x.dtype in (torch.float16, torch.bfloat16) or x.device.type != "cpu":
+            # Accelerators have fast transposed convolutions; keep their kernels.
+            y = F.conv_transpose2d(x, self.weight, self.bias, stride=2)
+            return y[..., : 2 * x.shape[-2], : 2 * x.shape[-1]]
+        return _ConvTransposeSame2.apply(x, self.weight, self.bias)
+
+
+class VAE(nn.Module):
+    r"""The paper's convolutional beta-VAE (raw decoder output, no sigmoid).
+
+    Convention:
+        Inputs are (B, C, H, W) in [0, 1] (binarized MNIST in the paper). :meth:`encode` gives
+        the posterior mean and log-variance, :meth:`decode` the RAW decoder output (it can leave
+        [0, 1]; the paper trains and evaluates it unclamped), and :meth:`forward` samples
+        :math:`z = \mu + e^{\log\sigma^2 / 2}\,\epsilon` with :math:`\epsilon` drawn from
+        ``generator`` (``sample=False`` uses :math:`z = \mu`). Flatten and reshape use
+        TensorFlow's NHWC order, so dense weights are laid out as in the authors' code.
+
+    Args:
+        config: a :class:`VAEConfig`; the model keeps it as ``model.config``.
+
+    Examples:
+        >>> import torch
+        >>> model = VAE(VAEConfig())
+        >>> out = model(torch.rand(4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+        >>> out.recon.shape, out.mean.shape
+        (torch.Size([4, 1, 28, 28]), torch.Size([4, 2]))
+        >>> model.sample(3).shape
+        torch.Size([3, 1, 28, 28])
+    """
+
+    def __init__(self, config: Optional[VAEConfig] = None) -> None:
+        super().__init__()
+        config = VAEConfig() if config is None else config
+        if not isinstance(config, VAEConfig):
+            raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        e1, e2 = c.encoder_channels
+        d1, d2 = c.decoder_channels
+        s = c.encoded_size
+        self.seed_size = c.image_size // 4
+        self.encoder = nn.ModuleList(
+            [
+                nn.Conv2d(c.in_channels, e1, 3, stride=2),
+                nn.Conv2d(e1, e2, 3, stride=2),
+                nn.Linear(s * s * e2, 2 * c.latent_dim),
+            ]
+        )
+        self.decoder = nn.ModuleList(
+            [
+                nn.Linear(c.latent_dim, self.seed_size * self.seed_size * d2),
+                _SameConvTranspose2d(d2, d1, 2),
+                _SameConvTranspose2d(d1, d2, 2),
+                _SameConvTranspose2d(d2, c.in_channels, 1),
+            ]
+        )
+        if c.init == "keras":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance, each of shape (B, latent_dim)."""
+        c = self.config
+        if x.dim() != 4 or x.shape[1:] != (c.in_channels, c.image_size, c.image_size):
+            raise ValueError(
+                f"x must have shape (B, {c.in_channels}, {c.image_size}, {c.image_size}), got {tuple(x.shape)}"
+            )
+        # Channels-last (NHWC) activations: oneDNN's fast path on CPU, and the layout TensorFlow used.
+        h = F.relu(self.encoder[0](x.contiguous(memory_format=torch.channels_last)))
+        h = F.relu(self.encoder[1](h))
+        h = h.permute(0, 2, 3, 1).flatten(1)  # NHWC flatten, as TensorFlow
+        mean, logvar = self.encoder[2](h).chunk(2, dim=1)
+        return mean, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw decoder output of shape (B, C, H, W) for latent codes z of shape (B, latent_dim)."""
+        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        s = self.seed_size
+        h = F.relu(self.decoder[0](z))
+        h = h.view(-1, s, s, self.config.decoder_channels[1]).permute(0, 3, 1, 2)  # NHWC reshape
+        h = F.relu(self.decoder[1](h))
+        h = F.relu(self.decoder[2](h))
+        return self.decoder[3](h)
+
+    @staticmethod
+    def reparameterize(
+        mean: torch.Tensor, logvar: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) drawn from ``generator``."""
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def forward(
+        self, x: torch.Tensor, generator: Optional[torch.Generator] = None, sample: bool = True
+    ) -> VAEOutput:
+        """Encode, draw z (or take the mean with ``sample=False``) and decode."""
+        mean, logvar = self.encode(x)
+        z = self.reparameterize(mean, logvar, generator) if sample else mean
+        return VAEOutput(self.decode(z), mean, logvar, z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Raw decoder outputs for ``n`` codes drawn from the prior N(0, I)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        p = next(self.parameters())
+        z = torch.randn((n, self.config.latent_dim), generator=generator, dtype=p.dtype, device=p.device)
+        return self.decode(z)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config!r}"
+
+
+def create_vae(name_or_config: Union[str, VAEConfig, Mapping[str, Any]] = "mnist-vae", **overrides: Any) -> VAE:
+    """Build a :class:`VAE` from a registered name, a :class:`VAEConfig` or a config dict (timm-style).
+
+    Args:
+        name_or_config: a key of :data:`VAE_CONFIGS`, a config, or a dict as written by
+            :meth:`VAEConfig.to_dict`.
+        overrides: single config fields to change, e.g. ``latent_dim=8``.
+
+    Returns:
+        A freshly initialised model (seed it with :func:`torch.manual_seed` first).
+
+    Examples:
+        >>> create_vae().config.latent_dim
+        2
+        >>> create_vae("mnist-vae", latent_dim=16).config.latent_dim
+        16
+    """
+    if isinstance(name_or_config, str):
+        if name_or_config not in VAE_CONFIGS:
+            raise ValueError(f"unknown VAE name {name_or_config!r}; expected one of {sorted(VAE_CONFIGS)}")
+        config = VAE_CONFIGS[name_or_config]
+    elif isinstance(name_or_config, VAEConfig):
+        config = name_or_config
+    elif isinstance(name_or_config, Mapping):
+        config = VAEConfig.from_dict(name_or_config)
+    else:
+        raise TypeError(f"name_or_config must be a str, VAEConfig or dict, got {type(name_or_config).__name__}")
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    return VAE(config)
+
+
+# --------------------------------------------------------------------------- author weights
+
+_AUTHOR_KEYS = (
+    "encoder.0.kernel",
+    "encoder.0.bias",
+    "encoder.1.kernel",
+    "encoder.1.bias",
+    "encoder.2.kernel",
+    "encoder.2.bias",
+    "decoder.0.kernel",
+    "decoder.0.bias",
+    "decoder.1.kernel",
+    "decoder.1.bias",
+    "decoder.2.kernel",
+    "decoder.2.bias",
+    "decoder.3.kernel",
+    "decoder.3.bias",
+)
+
+
+def author_state_dict(arrays: Mapping[str, np.ndarray]) -> Dict[str, torch.Tensor]:
+    """Convert the authors' TensorFlow weights to this model's ``state_dict``.
+
+    TensorFlow layouts: Conv2D kernel (h, w, in, out) -> (out, in, h, w); Conv2DTranspose kernel
+    (h, w, out, in) -> (in, out, h, w) (neither flips the kernel); Dense kernel (in, out) ->
+    (out, in). Dense layers need no reordering because the model flattens in NHWC order.
+
+    Examples:
+        >>> import numpy as np
+        >>> arrays = {f"{k}": v.numpy() for k, v in author_like_arrays(create_vae()).items()}
+        >>> sorted(author_state_dict(arrays))[:2]
+        ['decoder.0.bias', 'decoder.0.weight']
+    """
+    missing = [k for k in _AUTHOR_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"author checkpoint lacks {missing}; expected the keys {list(_AUTHOR_KEYS)}")
+    out: Dict[str, torch.Tensor] = {}
+    for key in _AUTHOR_KEYS:
+        a = torch.from_numpy(np.asarray(arrays[key], dtype=np.float32).copy())
+        layer, kind = key.rsplit(".", 1)
+        if kind == "bias":
+            out[f"{layer}.bias"] = a
+        elif a.dim() == 2:  # Dense (in, out)
+            out[f"{layer}.weight"] = a.t().contiguous()
+        elif a.dim() == 4:  # Conv2D (h, w, in, out) and Conv2DTranspose (h, w, out, in) alike
+            out[f"{layer}.weight"] = a.permute(3, 2, 0, 1).contiguous()
+        else:
+            raise ValueError(f"author checkpoint entry {key!r} has shape {tuple(a.shape)}; expected 2 or 4 dims")
+    return out
+
+
+def author_like_arrays(model: VAE) -> Dict[str, torch.Tensor]:
+    """Inverse of :func:`author_state_dict`: this model's weights in the authors' layouts.
+
+    Examples:
+        >>> author_like_arrays(create_vae())["encoder.0.kernel"].shape
+        torch.Size([3, 3, 1, 32])
+    """
+    out = {}
+    for key, t in model.state_dict().items():
+        layer, kind = key.rsplit(".", 1)
+        if kind == "bias":
+            out[f"{layer}.bias"] = t
+        elif t.dim() == 2:
+            out[f"{layer}.kernel"] = t.t()
+        else:
+            out[f"{layer}.kernel"] = t.permute(2, 3, 1, 0)
+    return out
+
+
+def load_author_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> VAE:
+    """Load one of the authors' released checkpoints converted to ``.npz`` (TensorFlow layouts).
+
+    The latent size and channels are read from the arrays' shapes. The model is returned in eval
+    mode, with ``config.name`` set to ``"author:<file stem>"``.
+
+    Args:
+        path: an ``.npz`` file with the keys ``encoder.0.kernel`` ... ``decoder.3.bias``.
+        map_location: device of the returned model.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.npz"
+        >>> np.savez(p, **{k: v.numpy() for k, v in author_like_arrays(create_vae()).items()})
+        >>> load_author_checkpoint(p).config.latent_dim
+        2
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"author checkpoint {path} does not exist")
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # zipfile/pickle errors are not informative on their own
+        raise CheckpointError(f"{path} is not a readable .npz file: {e}") from e
+    try:
+        state = author_state_dict(arrays)
+        e1 = state["encoder.0.weight"].shape[0]
+        e2 = state["encoder.1.weight"].shape[0]
+        in_ch = state["encoder.0.weight"].shape[1]
+        latent = state["decoder.0.weight"].shape[1]
+        d1 = state["decoder.1.weight"].shape[1]
+        d2 = state["decoder.2.weight"].shape[1]
+        seed = int(round((state["decoder.0.weight"].shape[0] / d2) ** 0.5))
+        config = VAEConfig(
+            name=f"author:{path.stem}",
+            image_size=4 * seed,
+            in_channels=in_ch,
+            latent_dim=latent,
+            encoder_channels=(e1, e2),
+            decoder_channels=(d1, d2),
+        )
+        model = VAE(config)
+        model.load_state_dict(state)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path} does not hold the paper's VAE weights: {e}") from e
+    return model.to(map_location).eval()
+
+
+# --------------------------------------------------------------------------- project checkpoints
+
+
+def save_vae(model: VAE, path: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> Path:
+    """Save weights as safetensors plus a JSON sidecar with the config, both written atomically.
+
+    Writes ``path`` (``.safetensors``; the config is also stored in its metadata, so the file
+    alone is enough) and ``path`` with the suffix ``.json`` holding
+    ``{"format", "version", "model": config, **metadata}``.
+
+    Args:
+        model: the model.
+        path: destination ending in ``.safetensors``.
+        metadata: extra JSON-serialisable fields for the sidecar (epoch, step, training config...).
+
+    Returns:
+        The safetensors path.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = save_vae(create_vae(), pathlib.Path(tempfile.mkdtemp()) / "model.safetensors")
+        >>> load_vae(p).config == create_vae().config
+        True
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"path must end in .safetensors, got {str(path)!r}")
+    info = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.config.to_dict()}
+    info.update(metadata or {})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {_METADATA_KEY: json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": info["model"]})}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    atomic_write_json(path.with_suffix(".json"), info)
+    return path
+
+
+def resolve_checkpoint(path: PathLike) -> Path:
+    """The weights file a checkpoint argument stands for.
+
+    Accepts a run directory (its ``model.safetensors``), a ``.safetensors`` file, its ``.json``
+    sidecar, or an author ``.npz`` file.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = save_vae(create_vae(), d / "model.safetensors")
+        >>> resolve_checkpoint(d).name
+        'model.safetensors'
+    """
+    p = Path(path)
+    if p.is_dir():
+        candidate = p / "model.safetensors"
+        if candidate.is_file():
+            return candidate
+        raise CheckpointError(
+            f"checkpoint directory {p} holds no model.safetensors (a finished or checkpointed "
+            f"train-vae run directory has one)"
+        )
+    if p.suffix == ".json" and p.with_suffix(".safetensors").is_file():
+        return p.with_suffix(".safetensors")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    if p.suffix not in (".safetensors", ".npz"):
+        raise CheckpointError(f"checkpoint must be a run directory, a .safetensors or an author .npz file, got {p}")
+    return p
+
+
+def load_vae(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> VAE:
+    """Load a model saved by :func:`save_vae`, a train-vae run directory or an author ``.npz``.
+
+    Returns the model in eval mode on ``map_location``.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = save_vae(create_vae(latent_dim=4), d / "model.safetensors")
+        >>> load_vae(d).config.latent_dim
+        4
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = resolve_checkpoint(path)
+    if p.suffix == ".npz":
+        return load_author_checkpoint(p, map_location)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(p))
+    except Exception as e:
+        raise CheckpointError(f"{p} is not a readable safetensors file: {e}") from e
+    if _METADATA_KEY in meta:
+        info = json.loads(meta[_METADATA_KEY])
+    elif p.with_suffix(".json").is_file():
+        info = json.loads(p.with_suffix(".json").read_text())
+    else:
+        raise CheckpointError(f"{p} carries no stftblur config (metadata key {_METADATA_KEY!r}) and has no .json sidecar")
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p} has format {info.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    try:
+        model = VAE(VAEConfig.from_dict(info["model"]))
+        model.load_state_dict(state)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{p} does not match its stored config: {e}") from e
+    return model.to(map_location).eval()
