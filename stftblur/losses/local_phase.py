@@ -67,7 +67,7 @@ _TINY_AMPLITUDE = 1e-12
 def _coefficient_terms(
     fo: torch.Tensor,
     ft: torch.Tensor,
-    w_val: Optional[torch.Tensor],
+    w_val: torch.Tensor,
     w_grad: torch.Tensor,
     phase_weight: float,
     amplitude_weight: float,
@@ -111,14 +111,15 @@ def _coefficient_terms(
             th_t = torch.atan2(d + 0.0, c + phase_offset)
         else:
             po_p, pt_p = po, pt
-            th_o = torch.atan2(b, a)
-            th_t = torch.atan2(d, c)
+            # "+ 0.0" turns -0.0 into +0.0 so that a zero coefficient has angle 0, not pi.
+            th_o = torch.atan2(b + 0.0, a + 0.0)
+            th_t = torch.atan2(d + 0.0, c + 0.0)
         dphi = th_o.sub_(th_t)
         per.add_(dphi.abs(), alpha=phase_weight)
         g = dphi.sign_()
     else:
         re = a * c
-        re.addcmul_(b, d)
+        re.addcmul_(b, d).add_(0.0)  # -0.0 -> +0.0: atan2(0, -0.0) would be pi, not 0
         im = b * c
         im.addcmul_(a, d, value=-1.0)
         po_p, pt_p = po, pt
@@ -131,11 +132,7 @@ def _coefficient_terms(
             cos_term = (re / norm).neg_().add_(1.0).mul_(has_phase)
             per.add_(cos_term, alpha=phase_weight)
             g = im.div_(norm).mul_(has_phase)
-    flat = per.reshape(n, -1, per.shape[-2] * per.shape[-1])
-    if w_val is None:
-        values = flat.sum((1, 2))
-    else:
-        values = (flat @ w_val.reshape(-1)).sum(1)
+    values = (per.reshape(n, -1, per.shape[-2] * per.shape[-1]) @ w_val.reshape(-1)).sum(1)
 
     def grad(x: torch.Tensor, y: torch.Tensor, p_amp: torch.Tensor, p_ph: torch.Tensor, sign: float, off: float):
         # d/dF [alpha |A| * s_a + lambda * phase] = F * (alpha s_a / |F| + i lambda g / max(|F|^2, eps^2))
@@ -188,13 +185,10 @@ class _LocalPhaseFunction(torch.autograd.Function):
         count = c * k * l * p * q
         scale = 1.0 / count if aggregate == "mean" else 1.0
         dtype, device = input.dtype, input.device
-        w_val = plan.to_internal(weight) if weight is not None else None
-        if scale != 1.0:
-            w_val = (w_val if w_val is not None else torch.ones((), dtype=dtype, device=device)) * scale
-        w_grad = plan.adjoint_scale(dtype, device)
-        if w_val is not None:
-            w_grad = w_grad * w_val
-        w_grad = w_grad.contiguous()
+        if weight is None:
+            weight = torch.ones((), dtype=dtype, device=device)
+        w_val = (plan.to_internal(weight) * scale).contiguous()
+        w_grad = (plan.adjoint_scale(dtype, device) * w_val).contiguous()
 
         xo = input.reshape(b * c, h, w)
         xt = target.reshape(b * c, h, w)
@@ -205,6 +199,13 @@ class _LocalPhaseFunction(torch.autograd.Function):
         grad_t = torch.empty_like(xt) if need_t else None
         for i in range(0, b * c, step):
             j = min(i + step, b * c)
+            if torch.equal(xo[i:j], xt[i:j]):
+                # Exactly 0 with a zero (sub)gradient; computing it would leave FFT rounding.
+                values[i:j] = 0.0
+                for g in (grad_o, grad_t):
+                    if g is not None:
+                        g[i:j] = 0.0
+                continue
             fo = plan.forward(xo[i:j], window)
             ft = plan.forward(xt[i:j], window)
             v, go, gt = _coefficient_terms(
