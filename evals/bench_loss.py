@@ -1,0 +1,163 @@
+"""Forward + backward time and peak memory of LocalPhaseLoss against other losses.
+
+    python evals/bench_loss.py [--device cpu|cuda] [--rounds N] [--out evals/results/bench_loss.json]
+
+All losses are timed in one process, interleaved round by round (A, B, C, D, A, B, ...), so a
+change in machine load hits all of them alike; the median of the rounds is reported, and its
+ratio to kornia's SSIMLoss(11). Peak memory is measured for each loss in a fresh subprocess: on
+the CPU the rise of the resident set's high-water mark (VmHWM, reset through
+/proc/self/clear_refs) over the resident set before one forward + backward, the first in that
+process; on CUDA the rise of torch.cuda.max_memory_allocated during a second one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe  # noqa: E402
+
+SHAPES = [(50, 1, 28, 28), (8, 3, 256, 256)]
+TARGETS = {"50x1x28x28": 0.5, "8x3x256x256": 1.0}
+
+
+def make_losses() -> Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    import kornia
+    from focal_frequency_loss import FocalFrequencyLoss
+
+    from stftblur import LocalPhaseLoss
+
+    return {
+        "kornia.SSIMLoss(11)": kornia.losses.SSIMLoss(11),
+        "LocalPhaseLoss()": LocalPhaseLoss(),
+        "LocalPhaseLoss(paper-code)": LocalPhaseLoss.from_preset("paper-code"),
+        "FocalFrequencyLoss": FocalFrequencyLoss(),
+        "L1": torch.nn.L1Loss(),
+    }
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _step(loss, x: torch.Tensor, y: torch.Tensor) -> None:
+    x.grad = None
+    loss(x, y).backward()
+
+
+def time_all(shape, device: str, rounds: int, warmup: int = 3) -> Dict[str, float]:
+    losses = make_losses()
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(shape, generator=gen).to(device)
+    x = torch.rand(shape, generator=gen).to(device).requires_grad_()
+    times: Dict[str, list] = {name: [] for name in losses}
+    for r in range(warmup + rounds):
+        for name, loss in losses.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            _step(loss, x, y)
+            _sync(device)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) * 1e3 for name, v in times.items()}
+
+
+def peak_memory_child(name: str, shape, device: str) -> None:
+    """Run in a subprocess: print the peak memory (MiB) of one forward + backward."""
+    loss = make_losses()[name]
+    y = torch.rand(shape).to(device)
+    x = torch.rand(shape).to(device).requires_grad_()
+    if device == "cuda":
+        _step(loss, x, y)  # warm-up: caches, plans, lazy imports
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        _step(loss, x, y)
+        torch.cuda.synchronize()
+        print((torch.cuda.max_memory_allocated() - base) / 2**20)
+        return
+    # Linux: reset the resident-set high-water mark, then read it after one step.
+    def status(field: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"{field} not in /proc/self/status")
+
+    x.grad = None
+    base = status("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    _step(loss, x, y)
+    print((status("VmHWM:") - base) / 2**20)
+
+
+def peak_memory(name: str, shape, device: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--shape", "x".join(map(str, shape)), "--device", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 50 small, 15 large)")
+    ap.add_argument("--out", default=None, help="JSON file (default evals/results/bench_loss[_cuda].json)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shape", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        peak_memory_child(args.child, tuple(int(s) for s in args.shape.split("x")), args.device)
+        return
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device available")
+    out = Path(args.out or f"evals/results/bench_loss{'_cuda' if args.device == 'cuda' else ''}.json")
+    results = {"machine": describe(args.device), "command": " ".join(["python"] + sys.argv), "shapes": {}}
+    for shape in SHAPES:
+        key = "x".join(map(str, shape))
+        rounds = args.rounds or (50 if shape[-1] <= 64 else 15)
+        ms = time_all(shape, args.device, rounds)
+        ref = ms["kornia.SSIMLoss(11)"]
+        rows = {}
+        for name, t in ms.items():
+            rows[name] = {
+                "median_ms": round(t, 3),
+                "ratio_to_ssim": round(t / ref, 3),
+                "peak_mib": round(peak_memory(name, shape, args.device), 1),
+            }
+        target = TARGETS.get(key)
+        results["shapes"][key] = {
+            "rounds": rounds,
+            "losses": rows,
+            "target_ratio_LocalPhaseLoss": target,
+            "target_met": bool(target is not None and rows["LocalPhaseLoss()"]["ratio_to_ssim"] <= target),
+        }
+        print(f"\n{key} ({args.device}, median of {rounds} interleaved rounds, forward + backward)")
+        print(f"{'loss':30s} {'ms':>10s} {'x SSIMLoss':>11s} {'peak MiB':>9s}")
+        for name, row in rows.items():
+            print(f"{name:30s} {row['median_ms']:10.2f} {row['ratio_to_ssim']:11.2f} {row['peak_mib']:9.1f}")
+        if target is not None:
+            print(f"target LocalPhaseLoss <= {target}x SSIMLoss: {'met' if results['shapes'][key]['target_met'] else 'MISSED'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
