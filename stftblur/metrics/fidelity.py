@@ -56,6 +56,22 @@ def _gaussian_1d(window_size: int, sigma: float, dtype: torch.dtype, device: tor
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+_MATMUL_MAX_SIZE = 64
+
+
+@functools.lru_cache(maxsize=32)
+def _band(g: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size - k + 1) matrix M with (x @ M)[j] = sum_i g[i] x[j + i], a 'valid' filter.
+
+    Cached per (g, size); ``g`` itself comes from the cached :func:`_gaussian_1d`.
+    """
+    k = g.shape[0]
+    m = torch.zeros(size, size - k + 1, dtype=g.dtype, device=g.device)
+    for j in range(size - k + 1):
+        m[j : j + k, j] = g
+    return m
+
+
 def ssim_map(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -96,9 +112,15 @@ def ssim_map(
         mode = "reflect" if min(h, w) > r else "replicate"
         stack = F.pad(stack, (r, r, r, r), mode=mode)
     g = _gaussian_1d(window_size, sigma, dtype, x.device)
-    n = stack.shape[1]
-    stack = F.conv2d(stack, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
-    stack = F.conv2d(stack, g.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    hp, wp = stack.shape[-2:]
+    if max(hp, wp) <= _MATMUL_MAX_SIZE:
+        # Small images: the separable 'valid' filter as two banded matrix products, which
+        # (forward and backward) are several times faster than depthwise convolutions.
+        stack = _band(g, hp).t() @ stack @ _band(g, wp)
+    else:
+        n = stack.shape[1]
+        stack = F.conv2d(stack, g.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
+        stack = F.conv2d(stack, g.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
     mu_x, mu_y, e_xx, e_yy, e_xy = stack.split(c, dim=1)
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
