@@ -316,8 +316,7 @@ def _lpc_map(
     # large DC term (and makes a flat image exactly 0 everywhere).
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     spectrum = torch.fft.fft2(gray)  # (B, H, W) complex
-    num = torch.zeros(b * hw, dtype=gray.dtype, device=gray.device)
-    den = torch.full((b * hw,), C, dtype=gray.dtype, device=gray.device)
+    picked, energies, targets = [], [], []
     for o_start in range(0, n_o, orientations_per_chunk):
         filters = bank[:, o_start : o_start + orientations_per_chunk]
         n_c = filters.shape[1]
@@ -325,22 +324,23 @@ def _lpc_map(
         # offset from the finest scale, so the sparse gathers below need no division.
         resp = torch.fft.ifft2(spectrum[None, :, None] * filters[:, None])
         # Energy of the finest scale, thresholded per image and orientation at mean + 2 std
-        # (sample std) inside the border.
-        # |z| as sqrt(re^2 + im^2): about 3x faster than torch.abs on complex (hypot), and the
-        # magnitudes here are far from overflow.
-        mag = (resp[0].real.square() + resp[0].imag.square()).sqrt_()  # (B, O_chunk, H, W)
+        # (sample std) inside the border. |z| as sqrt(re^2 + im^2): about 3x faster than
+        # torch.abs on complex (hypot), and the magnitudes here are far from overflow.
+        re, im = resp[0].real, resp[0].imag
+        mag = torch.addcmul(re.square(), im, im).sqrt_()  # (B, O_chunk, H, W)
         thr = _threshold(mag[..., border : h - border, border : w - border])  # (B, O_chunk)
-        # Only the pixels above the threshold (a few percent) carry energy: gather them, compute
-        # their phase coherence and add them to the sums over orientations.
-        coords = (mag > thr[..., None, None]).view(b, n_c, hw).nonzero()  # (K, 3): b, o, pixel
-        bi, oi, pi = coords.unbind(1)
-        plane = bi * n_c + oi
-        flat = plane * hw + pi
-        energy = mag.view(-1).index_select(0, flat) - thr.view(-1).index_select(0, plane)
-        coherence = _coherence(resp.view(n_s, -1).index_select(1, flat), weights)
-        target = bi * hw + pi
-        num.index_add_(0, target, coherence * energy)
-        den.index_add_(0, target, energy)
+        # Only the pixels above the threshold (a few percent) carry energy: gather them here,
+        # and compute their phase coherence once for all chunks below.
+        bi, oi, pi = (mag > thr[..., None, None]).view(b, n_c, hw).nonzero().unbind(1)
+        plane = torch.add(oi, bi, alpha=n_c)
+        flat = torch.add(pi, plane, alpha=hw)
+        energies.append(mag.view(-1).index_select(0, flat) - thr.view(-1).index_select(0, plane))
+        picked.append(resp.view(n_s, -1).index_select(1, flat))
+        targets.append(torch.add(pi, bi, alpha=hw))
+    energy, target = torch.cat(energies), torch.cat(targets)
+    coherence = _coherence(torch.cat(picked, dim=1), weights)
+    num = torch.zeros(b * hw, dtype=gray.dtype, device=gray.device).index_add_(0, target, coherence * energy)
+    den = torch.full((b * hw,), C, dtype=gray.dtype, device=gray.device).index_add_(0, target, energy)
     return (num / den).view(b, h, w)
 
 
