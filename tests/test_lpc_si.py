@@ -159,6 +159,20 @@ def test_batch_equals_single_images():
     assert len(set(together.tolist())) == 3
 
 
+@pytest.mark.parametrize("budget", [1, 3 * 40 * 52 * 16 * 3, 3 * 40 * 52 * 16 * 8 * 2])
+def test_chunking_does_not_change_the_result(monkeypatch, budget):
+    """Orientation chunks (1 or 3 orientations) and image chunks (2 images) give the same map."""
+    import importlib
+
+    module = importlib.import_module("stftblur.metrics.lpc_si")
+    x = torch.from_numpy(np.stack([_patch(40, 52, seed=s) for s in range(3)]))[:, None] / 255.0
+    whole, whole_map = lpc_si(x, return_map=True)
+    monkeypatch.setattr(module, "_CHUNK_BYTES_CPU", budget)
+    chunked, chunked_map = lpc_si(x, return_map=True)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked_map, whole_map, rtol=0, atol=1e-12)
+
+
 def test_colour_is_bt601_luma_and_data_range_scales():
     rgb = data.astronaut()[100:164, 200:270].astype(np.float64)  # (64, 70, 3)
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None]

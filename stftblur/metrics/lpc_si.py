@@ -268,19 +268,21 @@ def _coherence(resp: torch.Tensor, weights: Tuple[float, ...]) -> torch.Tensor:
     return torch.cos((torch.angle(resp) * w_t[:, None]).sum(dim=0)).clamp_min_(0.0)
 
 
-# Responses computed at once are bounded to this many bytes of complex planes: on the CPU a
+# Responses computed at once are bounded to this many bytes of complex planes. On the CPU a
 # batched inverse FFT over more planes than fit in the last-level cache costs about twice as much
-# per plane (measured on the project's 2-core machine: 24 planes of 512x512 complex64 at once,
-# 4.3 ms a plane; 1 to 12 planes, 2.3 to 2.5 ms), and the elementwise passes follow the same
-# pattern. Big images are therefore processed a few orientations at a time, small images many
-# at a time with all their orientations.
-_CHUNK_BYTES = 16 << 20
+# per plane (measured on the project's 2-core machine, one thread: 24 planes of 512x512
+# complex64 at once, 4.3 ms a plane; 1 to 12 planes, 2.3 to 2.5 ms), and the elementwise passes
+# follow the same pattern, so big images are processed a few orientations at a time and small
+# images many at a time with all their orientations. A GPU wants big launches instead.
+_CHUNK_BYTES_CPU = 16 << 20
+_CHUNK_BYTES_GPU = 512 << 20
 
 
 def _chunking(n_images: int, bank: torch.Tensor) -> Tuple[int, int]:
     """(images per chunk, orientations per chunk) for :func:`_lpc_map`."""
     n_s, n_o = bank.shape[:2]
-    planes = max(1, _CHUNK_BYTES // (n_s * bank[0, 0].numel() * bank.element_size()))
+    budget = _CHUNK_BYTES_CPU if bank.device.type == "cpu" else _CHUNK_BYTES_GPU
+    planes = max(1, budget // (n_s * bank[0, 0].numel() * bank.element_size()))
     if planes >= n_o:
         return max(1, min(n_images, planes // n_o)), n_o
     return 1, planes
