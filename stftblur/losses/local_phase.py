@@ -75,7 +75,8 @@ def _coefficient_terms(
     fo: torch.Tensor,
     ft: torch.Tensor,
     w_val: torch.Tensor,
-    w_grad: torch.Tensor,
+    w_amp: torch.Tensor,
+    w_ph: torch.Tensor,
     phase_weight: float,
     amplitude_weight: float,
     phase_distance: str,
@@ -87,7 +88,8 @@ def _coefficient_terms(
     """Per-image values and the coefficient gradients, for one chunk of spectra.
 
     ``fo`` and ``ft`` are complex (n, ..., P, Q). Returns (values (n,), grad_o, grad_t), the
-    gradients complex and already multiplied by ``w_grad`` (weight times adjoint factor). Works
+    gradients complex and already multiplied by ``w_amp`` / ``w_ph`` (weight times adjoint factor
+    times the amplitude / phase weight). Works
     on contiguous real planes with in-place operations: every pass over the chunk costs one read
     and one write of a cache-resident plane.
     """
@@ -140,9 +142,6 @@ def _coefficient_terms(
             g = im.div_(norm).mul_(has_phase)
     values = (per.reshape(n, -1, per.shape[-2] * per.shape[-1]) @ w_val.reshape(-1)).sum(1)
 
-    w_amp = w_grad * amplitude_weight
-    w_ph = w_grad * phase_weight
-
     def grad(x: torch.Tensor, y: torch.Tensor, amp: torch.Tensor, p_ph: torch.Tensor, sign: float) -> torch.Tensor:
         # d/dF [alpha |A_o - A_t| + lambda phase] = F * (alpha s_a / |F| + i lambda g / max(|F|^2, eps^2))
         ca = s_a / amp.clamp_min(_TINY_AMPLITUDE)
@@ -179,30 +178,23 @@ class _LocalPhaseFunction(torch.autograd.Function):
         target: torch.Tensor,
         plan: StftPlan,
         window: Optional[torch.Tensor],
-        weight: Optional[torch.Tensor],
+        w_val: torch.Tensor,
+        w_amp: torch.Tensor,
+        w_ph: torch.Tensor,
         phase_weight: float,
         amplitude_weight: float,
         phase_distance: str,
         phase_offset: float,
         eps: float,
-        aggregate: str,
     ) -> torch.Tensor:
         need_o, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         b, c, h, w = input.shape
         k, l = plan.grid(h, w)
         p, q = plan.coefficient_shape()
-        count = c * k * l * p * q
-        scale = 1.0 / count if aggregate == "mean" else 1.0
-        dtype, device = input.dtype, input.device
-        if weight is None:
-            weight = torch.ones((), dtype=dtype, device=device)
-        w_val = (plan.to_internal(weight) * scale).contiguous()
-        w_grad = (plan.adjoint_scale(dtype, device) * w_val).contiguous()
-
         xo = input.reshape(b * c, h, w)
         xt = target.reshape(b * c, h, w)
         per_image = k * l * p * q
-        step = b * c if device.type != "cpu" else max(1, _CPU_CHUNK_COEFFS // per_image)
+        step = b * c if input.device.type != "cpu" else max(1, _CPU_CHUNK_COEFFS // per_image)
         values = input.new_empty(b * c)
         grad_o = torch.empty_like(xo) if need_o else None
         grad_t = torch.empty_like(xt) if need_t else None
@@ -218,7 +210,7 @@ class _LocalPhaseFunction(torch.autograd.Function):
             fo = plan.forward(xo[i:j], window)
             ft = plan.forward(xt[i:j], window)
             v, go, gt = _coefficient_terms(
-                fo, ft, w_val, w_grad, phase_weight, amplitude_weight, phase_distance,
+                fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
                 phase_offset, eps, need_o, need_t,
             )
             values[i:j] = v
@@ -240,7 +232,7 @@ class _LocalPhaseFunction(torch.autograd.Function):
         return (
             grad_o * g if grad_o is not None else None,
             grad_t * g if grad_t is not None else None,
-        ) + (None,) * 9
+        ) + (None,) * 10
 
 
 def local_phase_loss(
@@ -327,16 +319,14 @@ def local_phase_loss(
         >>> output.grad.shape
         torch.Size([4, 1, 28, 28])
     """
-    plan, win, weight, options = _prepare(
+    plan, options = _prepare(
         input,
         target,
         window_size=window_size,
         stride=stride,
         phase_weight=phase_weight,
         amplitude_weight=amplitude_weight,
-        frequency_weighting=frequency_weighting,
         phase_distance=phase_distance,
-        window=window,
         reduction=reduction,
         aggregate=aggregate,
         normalized=normalized,
@@ -345,19 +335,30 @@ def local_phase_loss(
         eps=eps,
     )
     dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
+    b, c, h, w = input.shape
+    k, l = plan.grid(h, w)
+    p, q = plan.coefficient_shape()
+    scale = 1.0 / (c * k * l * p * q) if aggregate == "mean" else 1.0
+    args = (plan, window, frequency_weighting, dtype, input.device, scale,
+            options["amplitude_weight"], options["phase_weight"])
+    if isinstance(window, torch.Tensor) or isinstance(frequency_weighting, torch.Tensor):
+        win, w_val, w_amp, w_ph = _constants(*args)
+    else:
+        win, w_val, w_amp, w_ph = _cached_constants(*args)
     with torch.autocast(device_type=input.device.type, enabled=False):
         values = _LocalPhaseFunction.apply(
             input.to(dtype),
             target.to(dtype),
             plan,
             win,
-            weight,
+            w_val,
+            w_amp,
+            w_ph,
             options["phase_weight"],
             options["amplitude_weight"],
             phase_distance,
             options["phase_offset"],
             options["eps"],
-            aggregate,
         )
     return reduce(values, reduction)
 
@@ -387,25 +388,43 @@ def _prepare(input: torch.Tensor, target: torch.Tensor, **kw: Any):
     size, stride = resolve_window_size(kw["window_size"], kw["stride"], h, w)
     if kw["transform"] == "rows" and (size[0] < 2 or size[1] < 2):
         raise ValueError(f"transform='rows' needs window_size >= 2, got {kw['window_size']}")
-    plan = StftPlan(size, stride, kw["transform"], bool(kw["normalized"]))
-    dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
+    return StftPlan(size, stride, kw["transform"], bool(kw["normalized"])), options
+
+
+def _constants(
+    plan: StftPlan,
+    window: WindowSpec,
+    weighting: WeightSpec,
+    dtype: torch.dtype,
+    device: torch.device,
+    scale: float,
+    amplitude_weight: float,
+    phase_weight: float,
+) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Effective window and the per-coefficient weights of the value and of the two gradient
+    terms, in the plan's internal layout, with every constant factor folded in."""
     win = None
-    if kw["transform"] == "2d" and kw["window"] is not None:
-        win = make_window(kw["window"], size, dtype, input.device)
-    win = plan.effective_window(win, dtype, input.device)
-    weight = frequency_weights(kw["frequency_weighting"], size, kw["transform"])
-    if weight is not None:
-        if isinstance(kw["frequency_weighting"], torch.Tensor):
-            expected = plan.coefficient_shape()
-            try:
-                torch.broadcast_shapes(weight.shape, expected)
-            except RuntimeError:
-                raise ValueError(
-                    f"frequency_weighting tensor of shape {tuple(weight.shape)} does not broadcast "
-                    f"to the coefficient grid {expected}"
-                ) from None
-        weight = weight.to(dtype=dtype, device=input.device)
-    return plan, win, weight, options
+    if plan.kind == "2d" and window is not None:
+        win = make_window(window, plan.window_size, dtype, device)
+    win = plan.effective_window(win, dtype, device)
+    weight = frequency_weights(weighting, plan.window_size, plan.kind)
+    if isinstance(weighting, torch.Tensor):
+        expected = plan.coefficient_shape()
+        try:
+            torch.broadcast_shapes(weighting.shape, expected)
+        except RuntimeError:
+            raise ValueError(
+                f"frequency_weighting tensor of shape {tuple(weighting.shape)} does not broadcast "
+                f"to the coefficient grid {expected}"
+            ) from None
+    if weight is None:
+        weight = torch.ones((), dtype=dtype)
+    w_val = (plan.to_internal(weight.to(dtype=dtype, device=device)) * scale).contiguous()
+    w_grad = plan.adjoint_scale(dtype, device) * w_val
+    return win, w_val, (w_grad * amplitude_weight).contiguous(), (w_grad * phase_weight).contiguous()
+
+
+_cached_constants = functools.lru_cache(maxsize=64)(_constants)
 
 
 PRESETS: Dict[str, Dict[str, Any]] = {
