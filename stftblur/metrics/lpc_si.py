@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -233,13 +234,13 @@ def _check_images(images: object) -> torch.Tensor:
 
 
 def _as_float_tuple(values: object, name: str) -> Tuple[float, ...]:
-    if isinstance(values, torch.Tensor):
+    if isinstance(values, (torch.Tensor, np.ndarray)):
         values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
         raise TypeError(f"{name} must be a non-empty sequence of numbers, got {values!r}")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
             raise ValueError(f"{name} must contain finite numbers, got {values!r}")
         out.append(float(v))
     return tuple(out)
