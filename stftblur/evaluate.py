@@ -15,7 +15,7 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -533,7 +533,7 @@ def evaluate_inventory(
     unreadable_refs: Dict[str, str] = {}
     mismatched: Dict[str, str] = {}
     infos: Dict[str, ImageInfo] = {}
-    comparable: set = set()  # images whose reference was probed fine and has the same size
+    comparable: Set[str] = set()  # images whose reference was probed fine and has the same size
     for p in images:
         try:
             infos[p] = info = probe_image(images_dir / p)
@@ -596,7 +596,7 @@ def _evaluate_batch(
     results: Dict[str, ImageResult],
     images_dir: Path,
     reference_dir: Optional[PathLike],
-    comparable: set,
+    comparable: Set[str],
     metrics: Tuple[str, ...],
     lpc_settings: LPCSISettings,
     device: Union[str, torch.device],

@@ -239,7 +239,7 @@ def test_missing_or_empty_folders_and_bad_options_exit_2_with_one_line(tmp_path)
         (["--images", str(empty), "--reference", str(tmp_path / "nope")], "no such directory"),
         (["--images", str(empty), "--metrics", "psnr"], "need a reference folder"),
         (["--images", str(empty), "--metrics", "sharpness"], "--metrics"),
-    ]:
+    ] + ([] if torch.cuda.is_available() else [(["--images", str(empty), "--device", "cuda"], "no CUDA device")]):
         result = _run(*args)
         assert result.exit_code == 2, args
         lines = [line for line in result.output.splitlines() if line.strip()]
