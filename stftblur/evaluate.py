@@ -13,7 +13,6 @@ from collections import Counter
 import dataclasses
 import math
 import os
-import struct
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
