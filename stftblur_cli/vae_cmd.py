@@ -84,7 +84,7 @@ def _objective_options(f: Any) -> Any:
                      help="The SSIM term is -ssim_weight * SSIM (ssim, dft+ssim, ours).  [default: 500]"),
         click.option("--freq-weight", type=float, default=None,
                      help="Weight of the frequency term (dft+ssim, ours).  [default: 0.0015 for the paper presets, "
-                          "1.0 for --preset default]"),
+                          "5.0 for --preset default]"),
         click.option("--phase-weight", type=float, default=None, help="Phase coefficient of the frequency term."),
         click.option("--amplitude-weight", type=float, default=None,
                      help="Amplitude coefficient of the frequency term."),

@@ -92,7 +92,7 @@ def test_presets_and_overrides_resolve() -> None:
     assert text["window"] == "hann" and text["transform"] == "2d" and text["frequency_weighting"] == "linear"
     default = ObjectiveConfig("ours", preset="default", phase_weight=9.0, window="none", stride=8,
                               phase_distance="raw", frequency_weighting="product").resolved()
-    assert default["freq_weight"] == 1.0
+    assert default["freq_weight"] == 5.0
     f = default["frequency"]
     assert (f["phase_weight"], f["window"], f["stride"], f["phase_distance"], f["frequency_weighting"]) == (
         9.0, None, 8, "raw", "product")

@@ -16,8 +16,10 @@ from stftblur.training.trainer import (
     TrainConfig,
     TrainResult,
     load_run_config,
+    make_optimizer,
     make_train_config,
     prepare_run_dir,
+    train_step,
     train_vae,
 )
 
@@ -35,6 +37,7 @@ __all__ = [
     "kl_divergence",
     "load_run_config",
     "lpc_si_of",
+    "make_optimizer",
     "make_train_config",
     "make_grid",
     "prepare_run_dir",
@@ -43,5 +46,6 @@ __all__ = [
     "save_images",
     "save_png",
     "to_uint8",
+    "train_step",
     "train_vae",
 ]

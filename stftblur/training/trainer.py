@@ -314,7 +314,15 @@ def _config_changes(old: TrainConfig, new: TrainConfig) -> List[str]:
 # --------------------------------------------------------------------------- training
 
 
-def _make_optimizer(model: VAE, config: TrainConfig) -> Tuple[torch.optim.Optimizer, Any]:
+def make_optimizer(model: VAE, config: TrainConfig) -> Tuple[torch.optim.Optimizer, Any]:
+    """Adam and the cyclical learning rate of ``config`` (the paper's: triangular2, 1e-4..1e-3).
+
+    Examples:
+        >>> from stftblur.models import create_vae
+        >>> opt, sched = make_optimizer(create_vae(), TrainConfig())
+        >>> type(sched).__name__, sched.get_last_lr()
+        ('CyclicLR', [0.0001])
+    """
     opt = torch.optim.Adam(model.parameters(), lr=config.lr_min, eps=config.adam_eps)
     sched = torch.optim.lr_scheduler.CyclicLR(
         opt,
@@ -332,6 +340,36 @@ def _init_model(config: TrainConfig, device: torch.device) -> VAE:
         torch.manual_seed(config.seed)
         model = create_vae(config.model)
     return model.to(device)
+
+
+def train_step(
+    model: VAE,
+    objective: VAEObjective,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    x: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> Dict[str, torch.Tensor]:
+    """One optimisation step on the batch ``x``: forward with sampled z, loss, backward, Adam and
+    scheduler steps. Returns the detached loss terms (no device synchronisation).
+
+    Examples:
+        >>> import torch
+        >>> from stftblur.models import create_vae
+        >>> model = create_vae()
+        >>> opt = torch.optim.Adam(model.parameters())
+        >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        >>> terms = train_step(model, VAEObjective(ObjectiveConfig("l2")), opt, sched, torch.rand(4, 1, 28, 28))
+        >>> sorted(terms)
+        ['kl', 'l2', 'loss']
+    """
+    out = model(x, generator=generator)
+    loss, terms = objective(out.recon, x, out.mean, out.logvar)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return terms
 
 
 class _MetricsLog:
@@ -464,7 +502,7 @@ def train_vae(
     out.mkdir(parents=True, exist_ok=True)
     model = _init_model(config, device)
     objective = VAEObjective(config.objective, config.model.image_size)
-    opt, sched = _make_optimizer(model, config)
+    opt, sched = make_optimizer(model, config)
     data_gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     epoch, batch_in_epoch, step = 0, 0, 0
@@ -512,12 +550,7 @@ def train_vae(
                 if step >= total_steps:
                     break
                 x = x_train[perm[start : start + config.batch_size]]
-                out_vae = model(x, generator=noise_gen)
-                loss, terms = objective(out_vae.recon, x, out_vae.mean, out_vae.logvar)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+                terms = train_step(model, objective, opt, sched, x, noise_gen)
                 step += 1
                 batch_in_epoch += 1
                 for k, v in terms.items():
