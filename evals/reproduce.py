@@ -1,0 +1,125 @@
+"""Reproduction of the paper's Table 1 and the ablations: a resumable queue of train-vae runs.
+
+    python evals/reproduce.py --list                      # every run, its state and its command
+    python evals/reproduce.py [--only GLOB] [--threads N] # run what is not complete, in order
+
+Each run lives in evals/runs/<name>/ (a `stftblur train-vae` run directory, not committed; its
+log in evals/runs/<name>.log). A run with summary.json is complete and skipped; a run with a
+config.json but no summary.json is continued with --resume (exactly: the trainer restores the
+optimizer, scheduler and RNG state of its last checkpoint), so the queue can be killed at any
+time and started again. `evals/table1.py` turns the finished runs into evals/results/table1.json
+and docs/reproduction.md.
+
+Protocols: "full" is the paper's (50 epochs, batch 50, cyclical LR 1e-4..1e-3 with step size
+2000, triangular2); "short" is the same for 10 epochs (12,000 steps, three LR half-cycles
+halving), used for seed spreads and ablations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "evals" / "runs"
+
+# The Table 1 losses with the authors' coefficients (train-vae's defaults), plus ffl and this
+# project's LocalPhaseLoss defaults (2-D STFT, periodic Hann, wrapped phase, radial weighting).
+LOSSES: Dict[str, List[str]] = {
+    "l2": ["--loss", "l2"],
+    "l1": ["--loss", "l1"],
+    "ssim": ["--loss", "ssim"],
+    "dft+ssim": ["--loss", "dft+ssim"],
+    "ours": ["--loss", "ours", "--preset", "paper-code"],
+    "ffl": ["--loss", "ffl"],
+    "lpl": ["--loss", "ours", "--preset", "default"],
+}
+
+# Ablations around the project's configuration (short protocol, seed 0).
+ABLATIONS: Dict[str, List[str]] = {
+    "freqw1": ["--freq-weight", "1"],
+    "freqw25": ["--freq-weight", "25"],
+    "lambda1": ["--phase-weight", "1"],
+    "lambda9": ["--phase-weight", "9"],
+    "w8s2": ["--window-size", "8", "--stride", "2"],
+    "w16s8": ["--window-size", "16", "--stride", "8"],
+    "w28s4": ["--window-size", "28", "--stride", "4"],
+    "nowindow": ["--window", "none"],
+    "raw": ["--phase-distance", "raw"],
+    "product": ["--frequency-weighting", "product"],
+}
+
+
+def queue() -> List[Dict[str, object]]:
+    """Every run, in the order they are worth having."""
+    runs: List[Dict[str, object]] = []
+
+    def add(name: str, args: List[str], epochs: int, seed: int) -> None:
+        runs.append({"name": name, "args": args + ["--epochs", str(epochs), "--seed", str(seed)]})
+
+    # 1. The full protocol, first the rows the targets are about.
+    for loss in ("ours", "ssim", "lpl", "l2", "dft+ssim", "l1", "ffl"):
+        add(f"full-{loss}-s0", LOSSES[loss], 50, 0)
+    # 2. Seed spread at the short protocol.
+    for seed in (0, 1, 2):
+        for loss in ("ssim", "lpl", "ours", "l2", "dft+ssim", "l1", "ffl"):
+            add(f"short-{loss}-s{seed}", LOSSES[loss], 10, seed)
+    # 3. Ablations.
+    for name, extra in ABLATIONS.items():
+        add(f"abl-{name}-s0", LOSSES["lpl"] + extra, 10, 0)
+    return runs
+
+
+def state(name: str) -> str:
+    d = RUNS / name
+    if (d / "summary.json").exists():
+        return "complete"
+    if (d / "config.json").exists():
+        return "partial"
+    return "todo"
+
+
+def command(run: Dict[str, object], threads: int) -> List[str]:
+    name = str(run["name"])
+    cmd = [sys.executable, "-m", "stftblur_cli", "train-vae", "--out", str(RUNS / name), "--no-progress",
+           "--threads", str(threads)] + list(run["args"])  # type: ignore[arg-type]
+    if state(name) == "partial":
+        cmd.append("--resume")
+    return cmd
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true", help="show the runs and their state, run nothing")
+    ap.add_argument("--only", default="*", help="glob on run names, e.g. 'full-*' or 'short-*-s1'")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = ap.parse_args()
+    RUNS.mkdir(parents=True, exist_ok=True)
+    runs = [r for r in queue() if fnmatch.fnmatch(str(r["name"]), args.only)]
+    if args.list:
+        for r in runs:
+            print(f"{state(str(r['name'])):9s} {r['name']:28s} {' '.join(map(str, r['args']))}")
+        return 0
+    env = dict(os.environ)
+    for r in runs:
+        name = str(r["name"])
+        if state(name) == "complete":
+            continue
+        cmd = command(r, args.threads) + ["--device", args.device]
+        print(f"[reproduce] {name}: {' '.join(cmd[2:])}", flush=True)
+        with open(RUNS / f"{name}.log", "a") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        if rc != 0:
+            print(f"[reproduce] {name} failed with exit code {rc}; see {RUNS / (name + '.log')}", flush=True)
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
