@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -65,9 +65,11 @@ def natural_batch(batch: int, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(images))[:, None]
 
 
-def timed(fns: Dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> Dict[str, List[float]]:
-    """Seconds per call of each function; the functions alternate, so that a change of load on
-    a shared machine hits them alike."""
+def timed(
+    fns: Dict[str, Callable[[], Any]], repeats: int, device: torch.device
+) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """Wall-clock and CPU (this process, all threads) seconds per call of each function. The
+    functions alternate, so that a change of load on a shared machine hits them alike."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -76,14 +78,16 @@ def timed(fns: Dict[str, Callable[[], Any]], repeats: int, device: torch.device)
     for fn in fns.values():
         fn()  # warm-up: caches, plans, allocator
     sync()
-    times: Dict[str, List[float]] = {name: [] for name in fns}
+    wall: Dict[str, List[float]] = {name: [] for name in fns}
+    cpu: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync()
-            times[name].append(time.perf_counter() - t0)
-    return times
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
 
 
 def fft_floor(x: torch.Tensor, n_filters: int, per_call: int = 6) -> None:
@@ -125,9 +129,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "results" / "bench_metrics.json")
     args = parser.parse_args()
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     x = natural_batch(args.batch, args.size)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     load_before = os.getloadavg()
@@ -140,14 +147,16 @@ def main() -> None:
             fns: Dict[str, Callable[[], Any]] = {"lpc_si": lambda: lpc_si(xd)}
             if device.type == "cpu":
                 fns["fft_floor"] = lambda: fft_floor(xd, 24)
-            all_times = timed(fns, args.repeats, device)
+            all_times, cpu_times = timed(fns, args.repeats, device)
             times = all_times["lpc_si"]
             entry["seconds_per_batch"] = times
+            entry["cpu_seconds_per_batch"] = cpu_times["lpc_si"]
             entry["images_per_s_median"] = args.batch / statistics.median(times)
             entry["images_per_s_best"] = args.batch / min(times)
             if device.type == "cpu":
                 floor = all_times["fft_floor"]
                 entry["fft_floor_seconds_per_batch"] = floor
+                entry["fft_floor_cpu_seconds_per_batch"] = cpu_times["fft_floor"]
                 entry["fft_floor_images_per_s_median"] = args.batch / statistics.median(floor)
                 entry["fft_floor_images_per_s_best"] = args.batch / min(floor)
                 entry["speedup_vs_matlab_median"] = entry["images_per_s_median"] * MATLAB_SECONDS_PER_IMAGE
