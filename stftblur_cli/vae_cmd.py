@@ -207,9 +207,11 @@ def _prepare_out(out: Path, force: bool, owned: List[str]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of z ~ N(0, I).")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row.")
 @click.option("--device", type=_Choice(("auto", "cpu", "cuda")), default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--force", is_flag=True, help="Replace a previous sample output in --out.")
 @_library_errors
-def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device: str, force: bool) -> None:
+def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device: str, threads: Optional[int],
+               force: bool) -> None:
     """Decode N codes drawn from the prior: OUT/samples.png (grid) and OUT/samples/sample-NNNNN.png.
 
     Pixels are round(clamp(raw output, 0, 1) * 255): the raw decoder output the model was trained
@@ -223,6 +225,7 @@ def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device
         raise CliError(f"--n must be >= 1, got {n}")
     if nrow < 1:
         raise CliError(f"--nrow must be >= 1, got {nrow}")
+    _set_threads(threads)
     model = load_vae(checkpoint, map_location=resolve_device(device))
     _prepare_out(out, force, ["samples.png", "samples", "sample.json"])
     images = sample_prior(model, n, seed=seed)
@@ -317,11 +320,12 @@ def _print_table(result: Dict[str, Any]) -> None:
 @click.option("--n-samples", type=int, default=1000, show_default=True,
               help="Prior samples for LPC-SI (0 to skip).")
 @click.option("--device", type=_Choice(("auto", "cpu", "cuda")), default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--no-download", is_flag=True, default=False, help="Never download the dataset.")
 @_library_errors
 def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Path], z: str,
                  json_path: Optional[Path], batch_size: int, seed: int, n_images: Optional[int],
-                 n_samples: int, device: str, no_download: bool) -> None:
+                 n_samples: int, device: str, threads: Optional[int], no_download: bool) -> None:
     """Test-set PSNR/SSIM of a VAE checkpoint in the paper's convention (binarized input vs RAW
     output), with sampled z and/or the posterior mean, raw and clamped; LPC-SI of prior samples
     when stftblur.metrics.lpc_si is available."""
@@ -329,6 +333,7 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
         raise CliError(f"--batch-size must be >= 1, got {batch_size}")
     if n_images is not None and n_images < 1:
         raise CliError(f"--n-images must be >= 1, got {n_images}")
+    _set_threads(threads)
     result = evaluate_checkpoint(checkpoint, dataset, data_dir, z, batch_size, seed, n_images, n_samples,
                                  resolve_device(device), download=not no_download)
     _print_table(result)
@@ -357,18 +362,20 @@ def _shared_dir() -> Optional[Path]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=_Choice(("auto", "cpu", "cuda")), default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Directory with the MNIST IDX files.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
 @_library_errors
-def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[Path]) -> None:
+def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[Path], threads: Optional[int]) -> None:
     """A short VAE training with the paper's local-phase loss on real MNIST, samples, and an
     evaluation table (against the authors' released 'ours' checkpoint when ../shared is present).
 
-    A 600-step run is about one tenth of an epoch of the paper's 50: expect blurry digits and
-    lower scores than the released checkpoint, which was trained 100x longer.
+    600 steps are half an epoch; the paper trains 50 epochs (100x more steps), so expect blurry
+    digits and lower scores than the released checkpoint.
     """
     from stftblur.training import make_train_config, train_vae
 
     if steps < 1:
         raise CliError(f"--steps must be >= 1, got {steps}")
+    _set_threads(threads)
     dev = resolve_device(device)
     config = make_train_config(loss="ours", preset="paper-code", epochs=1, max_steps=steps, seed=seed,
                                device=dev, log_every=50, n_export=200,

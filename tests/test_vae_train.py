@@ -88,6 +88,14 @@ def test_presets_and_overrides_resolve() -> None:
     assert dft["frequency"]["window_size"] == 28 and dft["frequency"]["stride"] == 1
     assert dft["frequency"]["transform"] == "rows" and dft["frequency"]["window"] is None
     assert dft["freq_weight"] == 0.0015 and dft["ssim_weight"] == 500.0
+    global_term = LocalPhaseLoss(**dft["frequency"])
+    x = torch.rand(2, 1, 28, 28)
+    y = x.clone()
+    y[..., 14:, :] = torch.rand(2, 1, 14, 28)  # the lower half is never compared
+    y[..., 0, :] = torch.rand(2, 1, 28)  # nor row 0 (weight 0 in the row ramp)
+    assert global_term(y, x).item() == 0.0
+    y[..., 13, :] = torch.rand(2, 1, 28)
+    assert global_term(y, x).item() > 0
     text = ObjectiveConfig("ours", preset="paper-text").resolved()["frequency"]
     assert text["window"] == "hann" and text["transform"] == "2d" and text["frequency_weighting"] == "linear"
     default = ObjectiveConfig("ours", preset="default", phase_weight=9.0, window="none", stride=8,
@@ -179,14 +187,19 @@ def test_resume_after_sigkill_equals_uninterrupted(uninterrupted: Path, tmp_path
     _assert_same_run(uninterrupted, out)
 
 
-def test_stop_at_max_steps_then_extend(uninterrupted: Path, tmp_path: Path) -> None:
+def test_stop_at_max_steps_then_extend(tmp_path: Path) -> None:
+    # log_every=3 does not divide the 4 steps of an epoch: records are still identical, because the
+    # steps since the last record are part of the checkpoint.
+    uninterrupted = tmp_path / "uninterrupted"
+    train_vae(tiny(log_every=3), uninterrupted)
+    assert [r["step"] for r in _records(uninterrupted) if r["event"] == "train"] == [3, 4, 6, 8]
     out = tmp_path / "run"
-    first = train_vae(tiny(max_steps=6), out)  # checkpoint in the middle of epoch 2
-    assert first.step == 6 and json.loads((out / "summary.json").read_text())["step"] == 6
+    first = train_vae(tiny(max_steps=5, log_every=3), out)  # checkpoint in the middle of epoch 2
+    assert first.step == 5 and json.loads((out / "summary.json").read_text())["step"] == 5
     with pytest.raises(RunDirError, match="objective.loss differ"):
-        train_vae(tiny(max_steps=None, loss="l2"), out, resume=True)
-    train_vae(tiny(max_steps=None), out, resume=True)
-    assert [r["step"] for r in _records(out) if not r.get("complete_epoch", True)] == [6]
+        train_vae(tiny(max_steps=None, log_every=3, loss="l2"), out, resume=True)
+    train_vae(tiny(max_steps=None, log_every=3), out, resume=True)
+    assert [r["step"] for r in _records(out) if not r.get("complete_epoch", True)] == [5]
     _assert_same_run(uninterrupted, out, partial_evals=False)
 
 

@@ -397,6 +397,28 @@ class _MetricsLog:
         self.f.close()
 
 
+class _Window:
+    """Sums of the loss terms since the last metrics record (tensors: no sync per step); saved in
+    checkpoints, so that a resumed run writes the same records as an uninterrupted one."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def means(self) -> Dict[str, float]:
+        return {k: float(v) / self.count for k, v in self.sums.items()}
+
+    def pop(self) -> Dict[str, float]:
+        values = self.means()
+        self.sums, self.count = {}, 0
+        return values
+
+
 def _save_checkpoint(
     out: Path,
     model: VAE,
@@ -408,6 +430,7 @@ def _save_checkpoint(
     batch_in_epoch: int,
     step: int,
     log: _MetricsLog,
+    window: _Window,
 ) -> None:
     state = {
         "format": CONFIG_FORMAT,
@@ -420,6 +443,7 @@ def _save_checkpoint(
         "data_generator": data_gen_epoch_start.clone(),
         "noise_generator": noise_gen.get_state(),
         "metrics_offset": log.offset(),
+        "log_window": {"sums": {k: v.detach().cpu() for k, v in window.sums.items()}, "count": window.count},
         "torch_version": torch.__version__,
     }
     atomic_write(out / STATE_FILE, lambda tmp: torch.save(state, tmp))
@@ -508,6 +532,7 @@ def train_vae(
     epoch, batch_in_epoch, step = 0, 0, 0
     state_path = out / STATE_FILE
     metrics_offset: Optional[int] = None
+    saved_window: Optional[Dict[str, Any]] = None
     resumed_from: Optional[int] = None
     if existing and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -518,6 +543,7 @@ def train_vae(
         noise_gen.set_state(state["noise_generator"])
         epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
         metrics_offset = state["metrics_offset"]
+        saved_window = state["log_window"]
         resumed_from = step
         say(f"resuming {out} at epoch {epoch + 1}, step {step}")
     elif existing:
@@ -537,10 +563,17 @@ def train_vae(
         bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step", dynamic_ncols=True)
 
     model.train()
-    acc: Dict[str, torch.Tensor] = {}
-    acc_count = 0
+    window = _Window()
+    if saved_window is not None:  # the steps since the last record, so that records match an uninterrupted run
+        window.sums = {k: v.to(device) for k, v in saved_window["sums"].items()}
+        window.count = saved_window["count"]
     last_eval: Dict[str, float] = {}
     t_start = time.perf_counter()
+
+    def log_window(epoch_number: int) -> None:
+        metrics_log.write({"event": "train", "epoch": epoch_number, "step": step, "lr": sched.get_last_lr()[0],
+                           **window.pop()})
+
     try:
         while epoch < config.epochs and step < total_steps:
             epoch_start_state = data_gen.get_state()
@@ -553,23 +586,18 @@ def train_vae(
                 terms = train_step(model, objective, opt, sched, x, noise_gen)
                 step += 1
                 batch_in_epoch += 1
-                for k, v in terms.items():
-                    acc[k] = acc[k] + v if k in acc else v.clone()
-                acc_count += 1
-                if callback is not None or step % config.log_every == 0 or (bar is not None and step % 10 == 0):
-                    values = {k: float(v) / acc_count for k, v in acc.items()}
-                    if bar is not None:
-                        bar.set_postfix(_format_terms({"ep": epoch + 1, **values}), refresh=False)
-                    if step % config.log_every == 0:
-                        metrics_log.write(
-                            {"event": "train", "epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0], **values}
-                        )
-                        acc, acc_count = {}, 0
-                    if callback is not None:
-                        callback(step, {k: float(v) for k, v in terms.items()})
+                window.add(terms)
                 if bar is not None:
+                    if step % 10 == 0:
+                        bar.set_postfix(_format_terms({"ep": epoch + 1, **window.means()}), refresh=False)
                     bar.update(1)
+                if step % config.log_every == 0:
+                    log_window(epoch + 1)
+                if callback is not None:
+                    callback(step, {k: float(v) for k, v in terms.items()})
             epoch_done = batch_in_epoch >= steps_per_epoch
+            if epoch_done and window.count:
+                log_window(epoch + 1)  # records never span two epochs
             if epoch_done:
                 epoch += 1
                 batch_in_epoch = 0
@@ -583,7 +611,8 @@ def train_vae(
                 f"{last_eval['ssim_sampled']:.4f} (sampled z, raw output); mean z: {last_eval['psnr_mean']:.3f} dB, "
                 f"{last_eval['ssim_mean']:.4f}"
             )
-            _save_checkpoint(out, model, opt, sched, epoch_start_state, noise_gen, epoch, batch_in_epoch, step, metrics_log)
+            _save_checkpoint(out, model, opt, sched, epoch_start_state, noise_gen, epoch, batch_in_epoch, step,
+                             metrics_log, window)
     finally:
         if bar is not None:
             bar.close()
