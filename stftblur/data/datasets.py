@@ -50,7 +50,14 @@ _SIZES = {"train": 60000, "test": 10000}
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No location holds the dataset's files; the message lists every place tried and how to fix it."""
+    """No location holds the dataset's files; the message lists every place tried and how to fix it.
+
+    A subclass of :class:`FileNotFoundError`.
+
+    Examples:
+        >>> issubclass(DatasetNotFoundError, FileNotFoundError)
+        True
+    """
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,15 @@ _DTYPES = {
 
 
 class IDXFormatError(ValueError):
-    """An IDX file that cannot be parsed (bad magic number, truncated, wrong length)."""
+    """An IDX file that cannot be parsed (bad magic number, truncated, wrong length).
+
+    Examples:
+        >>> try:
+        ...     parse_idx(bytes([0x1F, 0x8B, 8, 0]), "x.gz")
+        ... except IDXFormatError as e:
+        ...     print(str(e)[:31])
+        x.gz: bad IDX magic number 1f8b
+    """
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -31,7 +31,15 @@ CHECKPOINT_FORMAT = "stftblur-vae"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded (missing, unreadable, or not this model's weights)."""
+    """A checkpoint that cannot be loaded (missing, unreadable, or not this model's weights).
+
+    Examples:
+        >>> try:
+        ...     load_vae("no/such/checkpoint.safetensors")
+        ... except CheckpointError as e:
+        ...     print(e)
+        checkpoint no/such/checkpoint.safetensors does not exist
+    """
 
 
 CHECKPOINT_VERSION = 1
@@ -113,7 +121,14 @@ VAE_CONFIGS: Dict[str, VAEConfig] = {
 
 
 class VAEOutput(NamedTuple):
-    """What :meth:`VAE.forward` returns: raw reconstruction, posterior parameters and the z used."""
+    """What :meth:`VAE.forward` returns: raw reconstruction, posterior parameters and the z used.
+
+    Examples:
+        >>> import torch
+        >>> out = VAE()(torch.rand(2, 1, 28, 28), sample=False)
+        >>> torch.equal(out.z, out.mean), out._fields
+        (True, ('recon', 'mean', 'logvar', 'z'))
+    """
 
     recon: torch.Tensor
     mean: torch.Tensor

@@ -58,7 +58,18 @@ RESUMABLE_CHANGES = ("epochs", "max_steps", "device", "log_every")
 
 
 class RunDirError(ValueError):
-    """The output directory cannot be used as asked (exists, holds something else, ...)."""
+    """The output directory cannot be used as asked (exists, holds something else, ...).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "notes.txt").write_text("not a run")
+        >>> try:
+        ...     prepare_run_dir(d)
+        ... except RunDirError as e:
+        ...     print("refused")
+        refused
+    """
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,15 @@ def make_train_config(base: Optional[TrainConfig] = None, **options: Any) -> Tra
 
 @dataclass
 class TrainResult:
-    """What :func:`train_vae` returns."""
+    """What :func:`train_vae` returns: the run directory, the final model, its position and the
+    final test metrics (``psnr_sampled``, ``ssim_sampled``, ...; see
+    :func:`~stftblur.training.evaluate_reconstructions`).
+
+    Examples:
+        >>> from stftblur.models import create_vae
+        >>> TrainResult(Path("run"), create_vae(), step=0, epoch=0, metrics={}).resumed_from_step is None
+        True
+    """
 
     out_dir: Path
     model: VAE
@@ -287,7 +306,15 @@ def load_run_config(out_dir: PathLike) -> TrainConfig:
 
 
 def write_run_config(out_dir: PathLike, config: TrainConfig) -> None:
-    """Write config.json: the config as given, the resolved objective, and the stftblur version."""
+    """Write config.json (atomically): the config as given, the resolved objective, and the version.
+
+    Examples:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> write_run_config(d, TrainConfig())
+        >>> json.loads((d / "config.json").read_text())["objective_resolved"]["freq_weight"]
+        0.0015
+    """
     atomic_write_json(
         Path(out_dir) / "config.json",
         {
