@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -36,6 +37,7 @@ from stftblur.training import (  # noqa: E402
     VAEObjective,
     make_optimizer,
     train_step,
+    tune_allocator,
 )
 from stftblur.models import create_vae  # noqa: E402
 
@@ -50,20 +52,24 @@ def bench_loss(loss: str, x_train: torch.Tensor, steps: int, warmup: int, device
     perm = torch.randperm(x_train.shape[0], generator=torch.Generator().manual_seed(0)).to(device)
     wall: List[float] = []
     cpu: List[float] = []
+    faults = 0
     for i in range(warmup + steps):
         x = x_train[perm[i * 50 : (i + 1) * 50]]
         if device == "cuda":
             torch.cuda.synchronize()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0, c0 = time.perf_counter(), time.process_time()
         terms = train_step(model, objective, opt, sched, x, gen)
         float(terms["loss"])  # wait for the step (a no-op on CPU)
         if i >= warmup:
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
+            faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     return {
         "ms_per_step": 1000 * statistics.median(wall),
         "ms_per_step_p10": 1000 * sorted(wall)[len(wall) // 10],
         "cpu_ms_per_step": 1000 * statistics.median(cpu),
+        "page_faults_per_step": faults / steps,
     }
 
 
@@ -105,7 +111,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--profile", choices=LOSSES, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "results" / "bench_train.json")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="Do not call stftblur.training.tune_allocator() (glibc's page-faulting defaults).")
     args = parser.parse_args()
+    allocator_tuned = False if args.default_allocator else tune_allocator()
 
     x_train = load_dataset("mnist", "train", args.data_dir).images.to(args.device)
     need = (args.warmup + args.steps) * 50
@@ -122,7 +131,7 @@ def main() -> None:
             r["load_average_after"] = os.getloadavg()[0]
             rows[loss] = r
             print(f"threads={threads} {loss:>9}: {r['ms_per_step']:7.2f} ms/step (p10 {r['ms_per_step_p10']:.2f}, "
-                  f"cpu {r['cpu_ms_per_step']:.2f}), load {load_before:.2f}->{r['load_average_after']:.2f}",
+                  f"cpu {r['cpu_ms_per_step']:.2f}, {r['page_faults_per_step']:.0f} faults), load {load_before:.2f}->{r['load_average_after']:.2f}",
                   flush=True)
         if "ours" in rows and "l2" in rows:
             rows["ours_over_l2"] = rows["ours"]["ms_per_step"] / rows["l2"]["ms_per_step"]
@@ -133,6 +142,7 @@ def main() -> None:
                 "CyclicLR), batch 50, real MNIST, default coefficients of each loss",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "steps": args.steps,
+        "allocator_tuned": allocator_tuned,
         "warmup": args.warmup,
         "machine": describe(args.device),
         "results": results,

@@ -10,6 +10,7 @@ from stftblur.training.objective import (
     VAEObjective,
     kl_divergence,
 )
+from stftblur.training.system import tune_allocator
 from stftblur.training.trainer import (
     RESUMABLE_CHANGES,
     RunDirError,
@@ -47,5 +48,6 @@ __all__ = [
     "save_png",
     "to_uint8",
     "train_step",
+    "tune_allocator",
     "train_vae",
 ]
