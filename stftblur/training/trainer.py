@@ -574,7 +574,7 @@ def train_vae(
         noise_gen.set_state(state["noise_generator"])
         epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
         metrics_offset = state["metrics_offset"]
-        saved_window = state["log_window"]
+        saved_window = state.get("log_window")  # absent in checkpoints of stftblur before this field
         resumed_from = step
         say(f"resuming {out} at epoch {epoch + 1}, step {step}")
     elif existing:
