@@ -101,6 +101,22 @@ def fft_floor(x: torch.Tensor, n_filters: int, per_call: int = 6) -> None:
             torch.fft.ifft2(planes)
 
 
+def fft_batch_sweep(size: int, repeats: int, batches: Tuple[int, ...] = (1, 2, 3, 6, 12, 24)) -> Dict[str, float]:
+    """Milliseconds per plane of a batched inverse complex64 FFT of 24 (size x size) planes, in
+    calls of ``b`` planes (minimum over ``repeats`` of the CPU time, with the current threads)."""
+    planes = torch.randn(24, size, size, dtype=torch.complex64)
+    out: Dict[str, float] = {}
+    for b in batches:
+        best = float("inf")
+        for _ in range(repeats + 1):
+            c0 = time.process_time()
+            for start in range(0, 24, b):
+                torch.fft.ifft2(planes[start : start + b])
+            best = min(best, time.process_time() - c0)
+        out[str(b)] = 1000.0 * best / 24
+    return out
+
+
 def machine() -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "platform": platform.platform(),
@@ -130,6 +146,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--fft-sweep", action="store_true", help="also time inverse FFTs in batches of 1 to 24 planes")
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "results" / "bench_metrics.json")
     args = parser.parse_args()
 
@@ -173,6 +190,10 @@ def main() -> None:
                 ),
                 flush=True,
             )
+    sweep = None
+    if args.fft_sweep:
+        sweep = fft_batch_sweep(args.size, args.repeats)
+        print("inverse FFT, CPU ms per plane by planes per call: " + ", ".join(f"{k}: {v:.2f}" for k, v in sweep.items()))
     result = {
         "benchmark": "lpc_si images per second",
         "command": "python evals/bench_metrics.py " + " ".join(sys.argv[1:]),
@@ -188,6 +209,7 @@ def main() -> None:
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "runs": runs,
+        "fft_cpu_ms_per_plane_by_batch": sweep,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -270,11 +270,12 @@ def _coherence(resp: torch.Tensor, weights: Tuple[float, ...]) -> torch.Tensor:
 
 
 # Responses computed at once are bounded to this many bytes of complex planes. On the CPU a
-# batched inverse FFT over more planes than fit in the last-level cache costs about twice as much
-# per plane (measured on the project's 2-core machine, one thread: 24 planes of 512x512
-# complex64 at once, 4.3 ms a plane; 1 to 12 planes, 2.3 to 2.5 ms), and the elementwise passes
-# follow the same pattern, so big images are processed a few orientations at a time and small
-# images many at a time with all their orientations. A GPU wants big launches instead.
+# batched inverse FFT over more planes than fit in the last-level cache costs more per plane
+# (`python evals/bench_metrics.py --threads 1 --fft-sweep` on the project's 2-core machine:
+# 2.5 ms per 512x512 complex64 plane in calls of 3 or 6 planes, 4.1 ms in one call of 24), and
+# the elementwise passes follow the same pattern, so big images are processed a few
+# orientations at a time and small images many at a time with all their orientations. A GPU
+# wants big launches instead.
 _CHUNK_BYTES_CPU = 16 << 20
 _CHUNK_BYTES_GPU = 512 << 20
 
