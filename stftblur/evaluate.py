@@ -40,7 +40,14 @@ BLUR_EFFECT_H_SIZE = 11
 class ImageReadError(ValueError):
     """A file that has an image extension but cannot be read as an image.
 
-    ``str(error)`` is ``"<path>: <reason>"``; ``error.reason`` is the reason alone.
+    Convention:
+        ``str(error)`` is ``"<path>: <reason>"``; ``error.path`` is the path and
+        ``error.reason`` the reason alone (what the evaluation report records).
+
+    Examples:
+        >>> e = ImageReadError("a/b.png", "truncated")
+        >>> str(e), e.reason
+        ('a/b.png: truncated', 'truncated')
     """
 
     def __init__(self, path: PathLike, reason: str) -> None:
@@ -57,9 +64,12 @@ class ImageReadError(ValueError):
 def find_images(root: PathLike) -> Tuple[List[str], List[str]]:
     """The image files under ``root`` (recursively) and the other files, as sorted relative paths.
 
-    A file is an image when its name ends with one of :data:`IMAGE_EXTENSIONS` (any case) and
-    no part of its relative path starts with ``"."`` (hidden files and folders, such as
-    ``.ipynb_checkpoints``, are listed with the ignored files). Paths use ``/``.
+    Convention:
+        A file is an image when its name ends with one of :data:`IMAGE_EXTENSIONS` (any case)
+        and no part of its relative path starts with ``"."`` (hidden files and folders, such as
+        ``.ipynb_checkpoints``, are listed with the ignored files). Paths are relative to
+        ``root`` and use ``/``. Nothing is opened. :class:`NotADirectoryError` if ``root`` is
+        not a directory.
 
     Examples:
         >>> import tempfile, pathlib
@@ -87,7 +97,16 @@ def find_images(root: PathLike) -> Tuple[List[str], List[str]]:
 
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
-    """What the header of an image file says: size, channels after conversion, and a note."""
+    """What the header of an image file says: size, channels after conversion, and a note.
+
+    Convention:
+        ``channels`` is what :func:`read_image` will return: 1 for gray (with or without
+        alpha), 3 for everything else. ``note`` flags a file read with reduced precision.
+
+    Examples:
+        >>> ImageInfo(height=4, width=6, channels=1)
+        ImageInfo(height=4, width=6, channels=1, note=None)
+    """
 
     height: int
     width: int
@@ -115,6 +134,11 @@ _SIXTEEN_BIT_COLOUR_NOTE = (
 
 def probe_image(path: PathLike) -> ImageInfo:
     """Read only the header of an image file; :class:`ImageReadError` if it is not one.
+
+    Convention:
+        TIFFs through tifffile (first page), everything else through Pillow; no pixel is
+        decoded, so a file truncated after its header passes here and fails in
+        :func:`read_image`. 16-bit colour PNGs get a note (Pillow decodes them at 8 bits).
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -161,12 +185,14 @@ def _scale_integer(arr: np.ndarray) -> np.ndarray:
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image as float32 (C, H, W) with C = 1 (gray) or 3 (RGB), scaled to [0, 1].
 
-    Integers are divided by the maximum of their type (255 for 8 bits, 65535 for 16 bits);
-    float TIFFs are kept as they are. Alpha is dropped, palettes are expanded, two-channel
-    gray+alpha gives gray, CMYK and YCbCr are converted to RGB by Pillow. TIFFs are read with
-    tifffile (first page; 16-bit colour kept), everything else with Pillow (which reads 16-bit
-    colour PNGs at 8-bit precision; :func:`probe_image` notes those). Pixel values are not
-    rotated by EXIF orientation tags. :class:`ImageReadError` for a corrupt or unsupported file.
+    Convention:
+        Integers are divided by the maximum of their type (255 for 8 bits, 65535 for 16
+        bits); float TIFFs are kept as they are. Alpha is dropped, palettes are expanded,
+        two-channel gray+alpha gives gray, CMYK and YCbCr are converted to RGB by Pillow. TIFFs
+        are read with tifffile (first page; 16-bit colour kept), everything else with Pillow
+        (which reads 16-bit colour PNGs at 8-bit precision; :func:`probe_image` notes those).
+        Pixels are not rotated by EXIF orientation tags. :class:`ImageReadError` for a corrupt
+        or unsupported file.
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -216,9 +242,11 @@ def read_image(path: PathLike) -> np.ndarray:
 def pair_images(images: Sequence[str], references: Sequence[str]) -> Tuple[Dict[str, str], List[str], List[str]]:
     """Pair relative paths: the same path, else the same path without its extension.
 
-    ``recon/a.png`` pairs with ``recon/a.png`` and, failing that, with the only reference whose
-    path differs only by its extension (``recon/a.jpg``, ``recon/a.tif``). Ambiguous matches
-    (two references with the stem, or two images claiming one reference) are left unpaired.
+    Convention:
+        ``recon/a.png`` pairs with ``recon/a.png`` and, failing that, with the only reference
+        whose path differs only by its extension (``recon/a.jpg``, ``recon/a.tif``). Ambiguous
+        matches (two references with the stem, or two images claiming one reference) are left
+        unpaired. Paths are compared as given (case-sensitive).
 
     Returns:
         (image -> reference, images without a reference, references without an image).
@@ -251,7 +279,17 @@ def pair_images(images: Sequence[str], references: Sequence[str]) -> Tuple[Dict[
 
 @dataclasses.dataclass
 class ImageResult:
-    """The metrics of one image (None where a metric could not be computed, see ``errors``)."""
+    """The metrics of one image (None where a metric could not be computed, see ``errors``).
+
+    Convention:
+        ``path`` and ``reference`` are relative to their folders; ``values`` maps each metric
+        name to a float (``inf`` for the PSNR of identical images) or None; ``errors`` say why
+        a value is missing, ``notes`` flag a reduced precision.
+
+    Examples:
+        >>> ImageResult("a.png", values={"lpc_si": 0.9}).values
+        {'lpc_si': 0.9}
+    """
 
     path: str
     reference: Optional[str] = None
@@ -265,7 +303,24 @@ class ImageResult:
 
 @dataclasses.dataclass
 class EvalReport:
-    """Everything an evaluation found: per-image results, what was skipped, and the settings."""
+    """Everything an evaluation found: per-image results, what was skipped, and the settings.
+
+    Convention:
+        ``results`` has one entry per image that was looked at (unpaired images included when
+        a no-reference metric was asked for), in path order. ``unreadable`` and
+        ``unreadable_references`` map relative paths to the reason; ``mismatched`` maps image
+        paths to the size mismatch with their reference. :meth:`to_dict` is the JSON document
+        that :func:`write_json` writes.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> Image.fromarray(np.full((16, 16), 7, np.uint8)).save(d / "a.png")
+        >>> report = evaluate_folder(d)
+        >>> report.summary()["lpc_si"]["count"], report.bad
+        (1, [])
+    """
 
     images_dir: str
     reference_dir: Optional[str]
@@ -318,8 +373,9 @@ class EvalReport:
 def summarize(values: Iterable[Optional[float]]) -> Dict[str, Optional[float]]:
     """count, mean, std (sample, n - 1), median, min, max of the values that are not None.
 
-    NaN values are left out; infinite values are kept (a mean with +inf is inf). With no value
-    every statistic is None; with one value the std is None.
+    Convention:
+        NaN values are left out; infinite values are kept (a mean with +inf is inf). With no
+        value every statistic is None; with one value the std is None. Computed in float64.
 
     Examples:
         >>> summarize([1.0, 3.0, None, 5.0])
@@ -358,6 +414,10 @@ def _json_safe(obj: Any) -> Any:
 def metric_settings(metrics: Sequence[str], lpc: Optional[LPCSISettings] = None) -> Dict[str, Any]:
     """The exact settings of each metric as written to the JSON report.
 
+    Convention:
+        Images in [0, 1] (``data_range`` 1), float32; LPC-SI with ``lpc`` (default settings
+        when None); PSNR and SSIM as :func:`evaluate_inventory` computes them.
+
     Examples:
         >>> metric_settings(["psnr"])["psnr"]
         {'data_range': 1.0, 'over': 'all channels and pixels'}
@@ -393,6 +453,10 @@ def metric_settings(metrics: Sequence[str], lpc: Optional[LPCSISettings] = None)
 def check_metrics(metrics: Sequence[str], with_reference: bool) -> Tuple[str, ...]:
     """Validate metric names; the reference metrics need a reference folder.
 
+    Convention:
+        Names are stripped and lower-cased; the result is in the order of :data:`METRICS`
+        without duplicates. :class:`ValueError` names the bad metrics.
+
     Examples:
         >>> check_metrics(["psnr", "lpc_si"], with_reference=True)
         ('lpc_si', 'psnr')
@@ -421,7 +485,17 @@ def _batches(items: Sequence[str], infos: Dict[str, ImageInfo], batch_size: int)
 
 @dataclasses.dataclass
 class Inventory:
-    """The files of an evaluation before anything is read: images, references and their pairing."""
+    """The files of an evaluation before anything is read: images, references and their pairing.
+
+    Convention:
+        Relative paths as :func:`find_images` gives them; ``pairs`` maps an image to its
+        reference as :func:`pair_images` decides. Without a reference folder the reference
+        fields are empty.
+
+    Examples:
+        >>> Inventory(Path("in"), None, ["a.png"], []).pairs
+        {}
+    """
 
     images_dir: Path
     reference_dir: Optional[Path]
@@ -437,7 +511,9 @@ class Inventory:
 def take_inventory(images_dir: PathLike, reference_dir: Optional[PathLike] = None) -> Inventory:
     """List the images of ``images_dir`` (and ``reference_dir``) and pair them (:func:`pair_images`).
 
-    Raises :class:`NotADirectoryError` for a missing folder.
+    Convention:
+        Only names are listed (see :func:`find_images`); :class:`NotADirectoryError` for a
+        missing folder.
 
     Examples:
         >>> import tempfile, pathlib
@@ -454,7 +530,15 @@ def take_inventory(images_dir: PathLike, reference_dir: Optional[PathLike] = Non
 
 
 def default_metrics(with_reference: bool) -> Tuple[str, ...]:
-    """``lpc_si``, plus ``psnr`` and ``ssim`` with a reference."""
+    """``lpc_si``, plus ``psnr`` and ``ssim`` with a reference.
+
+    Convention:
+        The metrics ``stftblur eval`` computes when ``--metrics`` is not given.
+
+    Examples:
+        >>> default_metrics(False), default_metrics(True)
+        (('lpc_si',), ('lpc_si', 'psnr', 'ssim'))
+    """
     return ("lpc_si",) + (REFERENCE_METRICS if with_reference else ())
 
 
@@ -468,8 +552,9 @@ def evaluate_folder(
 ) -> EvalReport:
     """Evaluate every image of a folder, optionally against a reference folder.
 
-    :func:`take_inventory` followed by :func:`evaluate_inventory`; see the latter for the
-    conventions.
+    Convention:
+        :func:`take_inventory` followed by :func:`evaluate_inventory`; see the latter for the
+        data range, the metric settings and what happens to bad files.
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -516,6 +601,17 @@ def evaluate_inventory(
 
     Returns:
         An :class:`EvalReport`.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for sub in ("out", "ref"):
+        ...     (d / sub).mkdir()
+        ...     Image.fromarray(np.eye(16, dtype=np.uint8) * 255).save(d / sub / "x.png")
+        >>> report = evaluate_inventory(take_inventory(d / "out", d / "ref"), ["psnr"])
+        >>> report.results[0].values
+        {'psnr': inf}
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     reference_dir = inventory.reference_dir
@@ -672,7 +768,21 @@ def _scatter(values: Dict[str, List[Optional[float]]], name: str, index: List[in
 
 
 def write_json(report: EvalReport, path: PathLike) -> Path:
-    """Write :meth:`EvalReport.to_dict` as indented JSON."""
+    """Write :meth:`EvalReport.to_dict` as indented JSON.
+
+    Convention:
+        Strict JSON: infinities are the strings ``"inf"``/``"-inf"``. Parent folders are
+        created; an existing file is replaced (the CLI refuses that without ``--force``).
+
+    Examples:
+        >>> import tempfile, pathlib, json, numpy as np
+        >>> from PIL import Image
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> Image.fromarray(np.full((16, 16), 7, np.uint8)).save(d / "a.png")
+        >>> path = write_json(evaluate_folder(d), d / "out" / "report.json")
+        >>> json.loads(path.read_text())["summary"]["lpc_si"]["mean"]
+        0.0
+    """
     import json
 
     path = Path(path)
@@ -684,8 +794,18 @@ def write_json(report: EvalReport, path: PathLike) -> Path:
 def write_csv(report: EvalReport, path: PathLike) -> Path:
     """One row per image: path, reference, height, width, channels, each metric, errors, notes.
 
-    Missing values are empty cells; infinities are written ``inf``; several errors or notes are
-    joined with ``"; "``.
+    Convention:
+        Missing values are empty cells; floats are written with ``repr`` (full precision,
+        ``inf`` for infinities); several errors or notes are joined with ``"; "``.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> Image.fromarray(np.full((16, 16), 7, np.uint8)).save(d / "a.png")
+        >>> print(write_csv(evaluate_folder(d), d / "r.csv").read_text().strip())
+        path,reference,height,width,channels,lpc_si,errors,notes
+        a.png,,16,16,1,0.0,,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -711,7 +831,18 @@ def write_csv(report: EvalReport, path: PathLike) -> Path:
 def plot_report(report: EvalReport, path: PathLike) -> Path:
     """Draw the per-image distribution of each metric (histogram with the mean and median) to a PNG.
 
-    Uses matplotlib's object API (no pyplot state, no display needed).
+    Convention:
+        One panel per metric; infinite values are counted in the title and left out of the
+        histogram. Uses matplotlib's object API (no pyplot state, no display needed); the
+        format follows the extension of ``path``.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> Image.fromarray(np.full((16, 16), 7, np.uint8)).save(d / "a.png")
+        >>> plot_report(evaluate_folder(d), d / "plot.png").read_bytes()[:4]
+        b'\\x89PNG'
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -50,6 +50,11 @@ def _matlab_round(x: float) -> int:
 def default_border(height: int, width: int) -> int:
     """The reference border ``round(min(H, W) / 16)`` (MATLAB rounding: halves away from zero).
 
+    Convention:
+        Pixels left out on every side of an image of size (``height``, ``width``) when
+        ``border=None``; halves round up as MATLAB's ``round`` does (40 -> 2.5 -> 3), not to
+        even as Python's ``round`` would.
+
     Examples:
         >>> default_border(512, 512), default_border(28, 28), default_border(40, 64)
         (32, 2, 3)
@@ -163,7 +168,18 @@ def _to_gray255(images: torch.Tensor, data_range: float, dtype: torch.dtype) -> 
 
 @dataclasses.dataclass(frozen=True)
 class LPCSISettings:
-    """Validated LPC-SI parameters (see :func:`lpc_si`); ``border=None`` means the default."""
+    """Validated LPC-SI parameters (see :func:`lpc_si`); ``border=None`` means the default.
+
+    Convention:
+        Build it with :meth:`create`, which checks every argument; the fields are those of
+        :func:`lpc_si` (data range of the input, scales, weights, C, beta_k, orientations,
+        border), normalised to floats and tuples so that equal settings compare equal.
+
+    Examples:
+        >>> s = LPCSISettings.create(scales=[1, 2, 4])
+        >>> s.scales, s.border_for(64, 48)
+        ((1.0, 2.0, 4.0), 3)
+    """
 
     data_range: float = 1.0
     scales: Tuple[float, ...] = (1.0, 1.5, 2.0)
@@ -185,6 +201,10 @@ class LPCSISettings:
         border: Optional[int] = None,
     ) -> "LPCSISettings":
         """Validate every argument, raising an error that names the bad one.
+
+        Convention:
+            The arguments and defaults of :func:`lpc_si`; ``border`` is checked against the
+            image size later, by :meth:`border_for`.
 
         Examples:
             >>> LPCSISettings.create(data_range=255).data_range
@@ -211,14 +231,31 @@ class LPCSISettings:
         )
 
     def border_for(self, height: int, width: int) -> int:
-        """The border used for an image of this size; an error if it leaves no pixel inside."""
+        """The border used for an image of this size; an error if it leaves no pixel inside.
+
+        Convention:
+            ``border`` if set, else :func:`default_border`; it must leave at least one pixel,
+            i.e. ``2 * border < min(height, width)``.
+
+        Examples:
+            >>> LPCSISettings.create().border_for(28, 28)
+            2
+        """
         border = default_border(height, width) if self.border is None else self.border
         if 2 * border >= min(height, width):
             raise ValueError(f"border={border} leaves no pixel inside an image of spatial size {(height, width)}")
         return border
 
     def as_dict(self) -> Dict[str, Any]:
-        """Every setting, JSON-ready (``border`` None means ``round(min(H, W) / 16)``)."""
+        """Every setting, JSON-ready (``border`` None means ``round(min(H, W) / 16)``).
+
+        Convention:
+            Tuples become lists; the keys are the field names.
+
+        Examples:
+            >>> LPCSISettings.create().as_dict()["scale_weights"]
+            [1.0, -3.0, 2.0]
+        """
         d = dataclasses.asdict(self)
         d["scales"], d["scale_weights"] = list(self.scales), list(self.scale_weights)
         return d
