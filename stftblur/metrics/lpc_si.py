@@ -331,9 +331,9 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x.reshape(-1)[index]`` through the 1-D ``index_select`` of an 8-byte type.
 
     Gathering complex values directly (advanced indexing, or ``index_select`` along a dim of a
-    complex tensor) is about 20x slower on the CPU than the 1-D fast path, so complex64 is
-    reinterpreted as int64 (the bits are copied, not converted) and complex128 is gathered as
-    pairs of float64.
+    complex tensor) was an order of magnitude slower on the CPU than the 1-D fast path, so
+    complex64 is reinterpreted as int64 (the bits are copied, not converted) and complex128 is
+    gathered as pairs of float64.
     """
     flat = x.reshape(-1)
     if flat.dtype == torch.complex64:
@@ -349,7 +349,7 @@ def _threshold(inner: torch.Tensor) -> torch.Tensor:
     """mean + 2 * std (sample, n - 1) over the last two dims; std 0 for a single pixel.
 
     Two vectorised passes (mean, then the norm of the deviations) instead of torch.std_mean,
-    whose Welford reduction over a strided view is about 10x slower here.
+    whose Welford reduction over a strided view was several times slower here.
     """
     n = inner.shape[-1] * inner.shape[-2]
     mean = inner.mean(dim=(-2, -1), keepdim=True)
@@ -383,8 +383,8 @@ def _lpc_map(
         # index in every scale, so one index gathers all scales.
         resp = torch.fft.ifft2(spectrum[None, :, None] * filters[:, None])
         # Energy of the finest scale, thresholded per image and orientation at mean + 2 std
-        # (sample std) inside the border. |z| as sqrt(re^2 + im^2): about 3x faster than
-        # torch.abs on complex (hypot), and the magnitudes here are far from overflow.
+        # (sample std) inside the border. |z| as sqrt(re^2 + im^2): faster than torch.abs on
+        # complex (hypot), and the magnitudes here are far from overflow.
         re, im = resp[0].real, resp[0].imag
         mag = torch.addcmul(re.square(), im, im).sqrt_()  # (B, O_chunk, H, W)
         thr = _threshold(mag[..., border : h - border, border : w - border])  # (B, O_chunk)
