@@ -3,7 +3,7 @@
     python evals/restoration.py [--losses l1,l1_ssim,l1_ffl,l1_local_phase] [--seeds 0]
                                 [--steps 300] [--device auto|cpu|cuda] [--threads 1]
                                 [--out-dir runs/restoration] [--json evals/results/restoration.json]
-                                [--figure docs/figures/restoration.png] [--fresh]
+                                [--figure docs/figures/restoration.png] [--fresh] [--report-only]
 
 For every (loss, seed): train ``stftblur.restoration.RestorationNet`` on degraded crops of the
 training photographs, restore the held-out test crops, write them as PNG files to
@@ -69,6 +69,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "restoration.png"), help="'' for no figure")
     p.add_argument("--figure-images", default=",".join(FIGURE_IMAGES))
     p.add_argument("--fresh", action="store_true", help="discard the runs already in --json")
+    p.add_argument("--report-only", action="store_true", help="train nothing: recompute the summary, figure and table from --json")
     p.add_argument("--log-every", type=int, default=50)
     args = p.parse_args(argv)
     bad = [x for x in _csv(args.losses) if x not in LOSSES]
@@ -139,6 +140,9 @@ def aggregate(runs: List[Dict[str, Any]], losses: Sequence[str], blurry: Dict[st
                 "gain_over_blurry_std_over_images_first_seed": gains[0]["std"],
                 "gain_over_blurry_per_seed": [g["mean"] for g in gains],
             }
+        entry["images_with_higher_psnr_than_blurry_per_seed"] = [
+            sum(r["per_image"][n]["psnr"] > blurry[n]["psnr"] for n in r["per_image"]) for r in rs
+        ]
         entry["train_seconds"] = [round(r["train_seconds"], 1) for r in rs]
         out[loss] = entry
     return out
@@ -171,8 +175,8 @@ def markdown_table(doc: Dict[str, Any]) -> str:
         lines.append(f"| {LOSS_TITLES.get(loss, loss)} | {w} | {','.join(map(str, e['seeds']))} | {' | '.join(cells)} | {secs} |")
     lines += [
         "",
-        "| gain over the blurry input | ΔPSNR (dB) | ΔSSIM | ΔLPC-SI | per seed ΔPSNR / ΔSSIM / ΔLPC-SI |",
-        "|---|---|---|---|---|",
+        "| gain over the blurry input | ΔPSNR (dB) | ΔSSIM | ΔLPC-SI | per seed ΔPSNR / ΔSSIM / ΔLPC-SI | images with higher PSNR, per seed |",
+        "|---|---|---|---|---|---|",
     ]
     for loss, e in doc["summary"].items():
         cells = []
@@ -184,8 +188,38 @@ def markdown_table(doc: Dict[str, Any]) -> str:
             " / ".join(f"{e[m]['gain_over_blurry_per_seed'][i]:{'+.2f' if m == 'psnr' else '+.4f'}}" for m in METRICS)
             for i in range(len(e["seeds"]))
         )
-        lines.append(f"| {LOSS_TITLES.get(loss, loss)} | {' | '.join(cells)} | {per_seed} |")
+        n_images = len(doc["baselines"]["blurry"]["per_image"])
+        better = ", ".join(f"{k}/{n_images}" for k in e["images_with_higher_psnr_than_blurry_per_seed"])
+        lines.append(f"| {LOSS_TITLES.get(loss, loss)} | {' | '.join(cells)} | {per_seed} | {better} |")
+    terms = ("l1", "ssim", "ffl", "local_phase")
+    lines += [
+        "",
+        "| loss terms on the test images (mean over seeds) | L1 | SSIMLoss | FFL | LocalPhaseLoss |",
+        "|---|---|---|---|---|",
+    ]
+    blurry_terms = doc["baselines"]["blurry"].get("loss_terms")
+    if blurry_terms:
+        lines.append("| blurry input | " + " | ".join(f"{blurry_terms[t]:.4g}" for t in terms) + " |")
+    for loss in doc["summary"]:
+        rs = [r["loss_terms"] for r in doc["runs"] if r["loss"] == loss and "loss_terms" in r]
+        if rs:
+            lines.append(f"| {LOSS_TITLES.get(loss, loss)} | " + " | ".join(f"{statistics.fmean(r[t] for r in rs):.4g}" for t in terms) + " |")
     return "\n".join(lines)
+
+
+def loss_terms_on_test(folder: Path, sharp_dir: Path, names: Sequence[str]) -> Dict[str, float]:
+    """Each training loss term (unweighted) between the PNG files of ``folder`` and the sharp ones."""
+    import numpy as np
+
+    from stftblur.evaluate import read_image
+    from stftblur.restoration import LOSSES, aux_loss
+
+    x = torch.from_numpy(np.stack([read_image(folder / n) for n in names]))
+    y = torch.from_numpy(np.stack([read_image(sharp_dir / n) for n in names]))
+    out = {"l1": float(torch.nn.functional.l1_loss(x, y))}
+    for loss in LOSSES[1:]:
+        out[loss.removeprefix("l1_")] = float(aux_loss(loss)(x, y))
+    return out
 
 
 def draw_figure(doc: Dict[str, Any], out_dir: Path, path: Path, images: Sequence[str]) -> Optional[Path]:
@@ -210,7 +244,9 @@ def draw_figure(doc: Dict[str, Any], out_dir: Path, path: Path, images: Sequence
     rows = [n for n in images if (out_dir / "sharp" / n).exists()]
     if not rows:
         return None
-    return plot_before_after(rows, columns, path, values=values)
+    ts = doc["test_set"]
+    labels = [f"{n.rsplit('.', 1)[0]}\nsigma {ts[n]['sigma']:.2f}, noise {ts[n]['noise_std']:.3f}" for n in rows]
+    return plot_before_after(rows, columns, path, values=values, row_labels=labels)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -230,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     config = config_from_args(args)
-    losses, seeds = _csv(args.losses), [int(s) for s in _csv(args.seeds)]
+    losses, seeds = ([] if args.report_only else _csv(args.losses)), [int(s) for s in _csv(args.seeds)]
     command = "python " + " ".join(shlex.quote(a) for a in ([str(Path(__file__).relative_to(ROOT)) if Path(__file__).is_relative_to(ROOT) else __file__] + list(sys.argv[1:] if argv is None else argv)))
 
     doc: Dict[str, Any] = {}
@@ -294,6 +330,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 f"({result.seconds:.0f} s training)", flush=True,
             )
     doc["runs"].sort(key=lambda r: (list(LOSS_TITLES).index(r["loss"]) if r["loss"] in LOSS_TITLES else 99, r["seed"]))
+    names = sorted(doc["test_set"])
+    doc["baselines"]["blurry"]["loss_terms"] = loss_terms_on_test(blurry_dir, sharp_dir, names)
+    for run in doc["runs"]:
+        folder = out_dir / run["loss"] / f"seed{run['seed']}"
+        if "loss_terms" not in run and folder.is_dir():
+            run["loss_terms"] = loss_terms_on_test(folder, sharp_dir, names)
     doc["summary"] = aggregate(doc["runs"], list(LOSS_TITLES), doc["baselines"]["blurry"]["per_image"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")

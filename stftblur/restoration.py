@@ -587,10 +587,12 @@ def plot_before_after(
     path: PathLike,
     zoom: Optional[int] = None,
     values: Optional[Dict[str, Dict[str, Dict[str, float]]]] = None,
+    row_labels: Optional[Sequence[str]] = None,
 ) -> Path:
     """A grid of images: one row per image name, one column per (title, folder).
 
-    ``values[column title][image name]`` (e.g. PSNR and LPC-SI) are written under each image.
+    ``values[column title][image name]`` (e.g. PSNR and LPC-SI) are written under each image;
+    ``row_labels`` replace the image names at the left.
     ``zoom`` shows only the central ``zoom`` x ``zoom`` pixels, enlarged without interpolation.
     Uses matplotlib's object API (no display needed).
     """
@@ -617,7 +619,7 @@ def plot_before_after(
             if r == 0:
                 ax.set_title(title, fontsize=9)
             if c == 0:
-                ax.set_ylabel(name.rsplit(".", 1)[0], fontsize=8)
+                ax.set_ylabel(row_labels[r] if row_labels is not None else name.rsplit(".", 1)[0], fontsize=8)
             v = (values or {}).get(title, {}).get(name)
             if v:
                 ax.set_xlabel("  ".join(f"{k} {x:.3g}" for k, x in v.items()), fontsize=7)

@@ -81,6 +81,9 @@ def test_benchmark_trains_writes_folders_and_json(tmp_path):
     merged = json.loads((tmp_path / "results.json").read_text())
     assert len(merged["runs"]) == 5 and merged["summary"]["l1"]["seeds"] == [0, 1]
     assert merged["runs"][:1] == saved["runs"][:1]
+    assert merged["summary"]["l1"]["images_with_higher_psnr_than_blurry_per_seed"][0] in range(5)
+    report_only = runner.main(_tiny_args(tmp_path, "--report-only", "--figure", ""))
+    assert report_only["runs"] == merged["runs"]
     with pytest.raises(SystemExit, match="another configuration"):
         runner.main(_tiny_args(tmp_path, "--losses", "l1", "--steps", "3"))
 
