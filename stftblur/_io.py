@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -58,3 +59,31 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
     """
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def replace_outputs(directory: PathLike, owned: Sequence[str]) -> None:
+    """Delete a previous output of one of our commands from ``directory``, and nothing else.
+
+    ``owned`` names the files and subdirectories the command writes; hidden entries (such as
+    leftover temporary files of :func:`atomic_write`) are removed too. Any other entry means the
+    directory holds something else: :class:`FileExistsError` naming it, and nothing is deleted.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "grid.png").write_bytes(b"")
+        >>> replace_outputs(d, ["grid.png", "images"])
+        >>> list(d.iterdir())
+        []
+    """
+    directory = Path(directory)
+    entries = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    foreign = [e for e in entries if e not in owned and not e.startswith(".")]
+    if foreign:
+        raise FileExistsError(f"{directory} holds files that are not this command's outputs ({', '.join(foreign[:5])})")
+    for name in entries:
+        p = directory / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

@@ -186,21 +186,18 @@ def train_vae_cmd(out: Path, device: str, threads: Optional[int], resume: bool, 
 
 def _prepare_out(out: Path, force: bool, owned: List[str]) -> None:
     """Refuse a non-empty output directory unless --force and it holds only our outputs."""
-    import shutil
+    from stftblur._io import replace_outputs
 
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a directory")
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if not entries:
+    if not out.is_dir() or not any(out.iterdir()):
         return
     if not force:
         raise CliError(f"--out {out} already exists and is not empty; pass --force to replace its outputs or choose another directory")
-    foreign = [e for e in entries if e not in owned]
-    if foreign:
-        raise CliError(f"--out {out} holds other files ({', '.join(foreign[:5])}); not replacing them")
-    for name in entries:
-        p = out / name
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    try:
+        replace_outputs(out, owned)
+    except FileExistsError as e:
+        raise CliError(f"--out: {e}; not replacing anything") from None
 
 
 @command("sample")

@@ -94,7 +94,7 @@ def test_factory_config_and_checkpoint_round_trip(tmp_path: Path) -> None:
     assert json.loads(path.with_suffix(".json").read_text())["epoch"] == 3
     assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave no temporary file
     loaded = load_vae(tmp_path / "run")
-    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     path.with_suffix(".json").unlink()  # the safetensors metadata alone is enough
     assert load_vae(path).config == model.config

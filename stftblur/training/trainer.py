@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import torch
 
 from stftblur import __version__
 from stftblur._checks import check_choice, check_positive_float, check_positive_int
-from stftblur._io import PathLike, atomic_write, atomic_write_json
+from stftblur._io import PathLike, atomic_write, atomic_write_json, replace_outputs
 from stftblur.data import DATASETS, load_dataset
 from stftblur.models.vae import VAE, VAEConfig, create_vae, save_vae
 from stftblur.training.evaluation import evaluate_reconstructions, sample_prior
@@ -153,7 +152,7 @@ class TrainConfig:
         return math.ceil(n_train / self.batch_size)
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-serialisable form; the objective is stored as given and as resolved."""
+        """JSON-serialisable form (the objective as given; config.json adds it resolved)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["objective"] = self.objective.to_dict()
         d["model"] = self.model.to_dict()
@@ -269,15 +268,10 @@ def prepare_run_dir(out_dir: PathLike, resume: bool = False, force: bool = False
                 f"--out {out} is not empty and holds no train-vae run (no config.json); --force only replaces "
                 f"a previous run, choose an empty or new directory"
             )
-        foreign = [e for e in entries if e not in RUN_FILES + RUN_DIRS and not e.startswith(".")]
-        if foreign:
-            raise RunDirError(f"--out {out} holds files that are not a train-vae run's ({', '.join(foreign[:5])}); not deleting")
-        for name in RUN_DIRS:
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in entries:
-            p = out / name
-            if p.is_file():
-                p.unlink()
+        try:
+            replace_outputs(out, RUN_FILES + RUN_DIRS)
+        except FileExistsError as e:
+            raise RunDirError(f"--out: {e}; not deleting anything") from None
         return out, False
     raise RunDirError(
         f"--out {out} already exists and is not empty; pass --resume to continue the run in it, --force to "
