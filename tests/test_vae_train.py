@@ -194,7 +194,8 @@ def test_stop_at_max_steps_then_extend(tmp_path: Path) -> None:
     assert [r["step"] for r in _records(uninterrupted) if r["event"] == "train"] == [3, 4, 6, 8]
     out = tmp_path / "run"
     first = train_vae(tiny(max_steps=5, log_every=3), out)  # checkpoint in the middle of epoch 2
-    assert first.step == 5 and json.loads((out / "summary.json").read_text())["step"] == 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert first.step == 5 and summary["step"] == 5 and summary["stopped_by"] == "max_steps"
     with pytest.raises(RunDirError, match="objective.loss differ"):
         train_vae(tiny(max_steps=None, log_every=3, loss="l2"), out, resume=True)
     train_vae(tiny(max_steps=None, log_every=3), out, resume=True)

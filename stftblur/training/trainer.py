@@ -9,7 +9,8 @@ A run directory holds (see ``docs/vae.md``)::
     samples.png            prior samples (grid); samples/ one PNG per sample
     reconstructions.png    test inputs (odd rows) and reconstructions (even rows)
     recon/, reference/     per-image PNGs with identical names, for ``stftblur eval``
-    summary.json           final metrics; written last, so its presence marks a complete run
+    summary.json           final metrics; written last (and removed while a run is extended), so
+                           its presence marks a complete run
 
 Everything is written atomically (temporary file + rename). ``train_state.pt`` alone decides
 where a resumed run continues; it is written before ``model.safetensors``.
@@ -581,6 +582,9 @@ def train_vae(
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    if step < total_steps:
+        # There is training to do: the run is not complete until a new summary is written.
+        (out / "summary.json").unlink(missing_ok=True)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -650,6 +654,7 @@ def train_vae(
     _export(out, model, x_test, config)
     summary = {
         "complete": True,
+        "stopped_by": "epochs" if epoch >= config.epochs else "max_steps",
         "epoch": epoch,
         "step": step,
         "train_images": n,
