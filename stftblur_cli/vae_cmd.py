@@ -30,8 +30,9 @@ class _Choice(click.Choice):
             raise CliError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}") from None
 
 
-def _set_threads(threads: Optional[int]) -> None:
-    """--threads, and the allocator setting that spares each step thousands of page faults."""
+def _setup_process(threads: Optional[int]) -> None:
+    """Process-wide settings: --threads, and the allocator setting that spares each training step
+    thousands of page faults (stftblur.training.tune_allocator)."""
     from stftblur.training import tune_allocator
 
     tune_allocator()
@@ -159,7 +160,7 @@ def train_vae_cmd(out: Path, device: str, threads: Optional[int], resume: bool, 
     """
     from stftblur.training import load_run_config, make_train_config, train_vae
 
-    _set_threads(threads)
+    _setup_process(threads)
     options["device"] = resolve_device(device)
     if data_dir is not None:
         options["data_dir"] = str(data_dir)
@@ -226,7 +227,7 @@ def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device
         raise CliError(f"--n must be >= 1, got {n}")
     if nrow < 1:
         raise CliError(f"--nrow must be >= 1, got {nrow}")
-    _set_threads(threads)
+    _setup_process(threads)
     model = load_vae(checkpoint, map_location=resolve_device(device))
     _prepare_out(out, force, ["samples.png", "samples", "sample.json"])
     images = sample_prior(model, n, seed=seed)
@@ -334,7 +335,7 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
         raise CliError(f"--batch-size must be >= 1, got {batch_size}")
     if n_images is not None and n_images < 1:
         raise CliError(f"--n-images must be >= 1, got {n_images}")
-    _set_threads(threads)
+    _setup_process(threads)
     result = evaluate_checkpoint(checkpoint, dataset, data_dir, z, batch_size, seed, n_images, n_samples,
                                  resolve_device(device), download=not no_download)
     _print_table(result)
@@ -376,7 +377,7 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
 
     if steps < 1:
         raise CliError(f"--steps must be >= 1, got {steps}")
-    _set_threads(threads)
+    _setup_process(threads)
     dev = resolve_device(device)
     config = make_train_config(loss="ours", preset="paper-code", epochs=1, max_steps=steps, seed=seed,
                                device=dev, log_every=50, n_export=200,
