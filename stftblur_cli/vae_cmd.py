@@ -349,6 +349,14 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
 # --------------------------------------------------------------------------- demo
 
 
+def _machine_busy() -> bool:
+    """True when the 1-minute load average says other work occupies at least one core's half."""
+    try:
+        return os.getloadavg()[0] >= 0.5
+    except OSError:
+        return False
+
+
 def _shared_dir() -> Optional[Path]:
     candidates = [os.environ.get("STFTBLUR_SHARED"), Path.cwd().parent / "shared",
                   Path(__file__).resolve().parents[2] / "shared"]
@@ -364,7 +372,8 @@ def _shared_dir() -> Optional[Path]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=_Choice(("auto", "cpu", "cuda")), default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Directory with the MNIST IDX files.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (default: all cores on an idle machine, 1 when others are busy).")
 @_library_errors
 def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[Path], threads: Optional[int]) -> None:
     """A short VAE training with the paper's local-phase loss on real MNIST, samples, and an
@@ -377,6 +386,10 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
 
     if steps < 1:
         raise CliError(f"--steps must be >= 1, got {steps}")
+    if threads is None and _machine_busy():
+        # With every core's thread waiting for a time slice, two threads run several times slower than one.
+        threads = 1
+        click.echo("other processes are busy on this machine: training on 1 thread (--threads to override)")
     _setup_process(threads)
     dev = resolve_device(device)
     config = make_train_config(loss="ours", preset="paper-code", epochs=1, max_steps=steps, seed=seed,

@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """Run on one CPU thread: with two threads, a busy neighbour process on a 2-core machine makes
-    every small parallel region wait for a time slice (5-10x slower), and one thread also makes
+    every small parallel region wait for a time slice (several times slower), and one thread also makes
     float results independent of the machine's core count."""
     from stftblur.training import tune_allocator
 

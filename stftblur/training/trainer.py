@@ -317,6 +317,10 @@ def write_run_config(out_dir: PathLike, config: TrainConfig) -> None:
             "stftblur_version": __version__,
             "config": config.to_dict(),
             "objective_resolved": config.objective.resolved(config.model.image_size),
+            # Float results on CPU depend on the thread count: a resumed run is bit-identical to an
+            # uninterrupted one only with the same number of threads.
+            "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
         },
     )
 
@@ -528,6 +532,10 @@ def train_vae(
     device = torch.device(config.device)
     if existing:
         stored = load_run_config(out)
+        stored_threads = json.loads((out / "config.json").read_text()).get("torch_threads")
+        if stored_threads is not None and stored_threads != torch.get_num_threads():
+            say(f"warning: {out} ran with {stored_threads} torch threads, this process has "
+                f"{torch.get_num_threads()}: the continued run will differ from an uninterrupted one in float rounding")
         changed = [k for k in _config_changes(stored, config) if k not in RESUMABLE_CHANGES]
         if changed:
             raise RunDirError(
