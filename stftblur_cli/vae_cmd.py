@@ -243,50 +243,14 @@ def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device
 # --------------------------------------------------------------------------- eval-vae
 
 
-def _run_dataset(checkpoint: Path) -> Optional[str]:
-    """The dataset a train-vae run was trained on, when the checkpoint lies in a run directory."""
-    from stftblur.training import load_run_config
+def _evaluate_checkpoint(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Path], z: str,
+                         batch_size: int, seed: int, n_images: Optional[int], n_samples: int,
+                         device: str, download: bool = True) -> Dict[str, Any]:
+    from stftblur.training import evaluate_checkpoint
 
-    run = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    if (run / "config.json").is_file():
-        try:
-            return load_run_config(run).dataset
-        except ValueError:
-            return None
-    return None
-
-
-def evaluate_checkpoint(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Path], z: str,
-                        batch_size: int, seed: int, n_images: Optional[int], n_samples: int,
-                        device: str, download: bool = True) -> Dict[str, Any]:
-    """Everything ``eval-vae`` reports, as a dict (also used by ``demo``)."""
-    from stftblur.data import load_dataset
-    from stftblur.models import load_vae
-    from stftblur.training import evaluate_reconstructions, lpc_si_of, sample_prior
-
-    model = load_vae(checkpoint, map_location=device)
-    dataset = dataset or _run_dataset(checkpoint) or "mnist"
-    test = load_dataset(dataset, "test", data_dir, binarize=True, download=download)
-    images = test.images[:n_images] if n_images else test.images
-    modes = ["sampled", "mean"] if z == "both" else [z]
-    t0 = time.perf_counter()
-    metrics = evaluate_reconstructions(model, images.to(device), z=modes, batch_size=batch_size, seed=seed)
-    result: Dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "model": model.config.to_dict(),
-        "dataset": dataset,
-        "data_source": str(test.source),
-        "test_images": int(images.shape[0]),
-        "convention": "binarized test image vs RAW decoder output (and clamped to [0, 1]), max value 1, "
-                      "per-image PSNR/SSIM averaged; SSIM 11x11 Gaussian sigma 1.5 valid (= tf.image.ssim)",
-        "seed": seed,
-        "metrics": metrics,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    if n_samples > 0:
-        lpc = lpc_si_of(sample_prior(model, n_samples, seed=seed))
-        result["prior_samples_lpc_si"] = lpc if lpc is not None else "skipped: stftblur.metrics.lpc_si is not available"
-    return result
+    modes = ("sampled", "mean") if z == "both" else (z,)
+    return evaluate_checkpoint(checkpoint, dataset=dataset, data_dir=data_dir, z=modes, batch_size=batch_size,
+                               seed=seed, n_images=n_images, n_samples=n_samples, device=device, download=download)
 
 
 def _print_table(result: Dict[str, Any]) -> None:
@@ -336,7 +300,7 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
     if n_images is not None and n_images < 1:
         raise CliError(f"--n-images must be >= 1, got {n_images}")
     _setup_process(threads)
-    result = evaluate_checkpoint(checkpoint, dataset, data_dir, z, batch_size, seed, n_images, n_samples,
+    result = _evaluate_checkpoint(checkpoint, dataset, data_dir, z, batch_size, seed, n_images, n_samples,
                                  resolve_device(device), download=not no_download)
     _print_table(result)
     if json_path is not None:
@@ -405,7 +369,7 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
     shared = _shared_dir()
     if shared is not None:
         rows.append(("authors' 'ours' checkpoint",
-                     evaluate_checkpoint(shared / "reference" / "author_vae" / "ours.npz", "mnist", data_dir,
+                     _evaluate_checkpoint(shared / "reference" / "author_vae" / "ours.npz", "mnist", data_dir,
                                          "both", 50, seed, None, 0, dev)))
     else:
         click.echo("(../shared not found: set STFTBLUR_SHARED to compare with the authors' checkpoint)")

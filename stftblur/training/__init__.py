@@ -1,6 +1,6 @@
 """Training and evaluating the paper's beta-VAE (the library behind ``stftblur train-vae``)."""
 
-from stftblur.training.evaluation import evaluate_reconstructions, lpc_si_of, sample_prior
+from stftblur.training.evaluation import evaluate_checkpoint, evaluate_reconstructions, lpc_si_of, sample_prior
 from stftblur.training.export import make_grid, save_grid, save_images, save_png, to_uint8
 from stftblur.training.objective import (
     DEFAULT_FREQ_WEIGHTS,
@@ -34,6 +34,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "VAEObjective",
+    "evaluate_checkpoint",
     "evaluate_reconstructions",
     "kl_divergence",
     "load_run_config",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
 from stftblur._checks import check_choice, check_positive_int
+from stftblur._io import PathLike
 from stftblur.metrics import psnr, ssim
-from stftblur.models.vae import VAE
+from stftblur.models.vae import VAE, load_vae
 
 Z_MODES = ("sampled", "mean")
 
@@ -126,3 +129,78 @@ def lpc_si_of(images: torch.Tensor) -> Optional[Dict[str, float]]:
         "lpc_si_std": float(values.std()) if values.numel() > 1 else 0.0,
         "n": int(values.numel()),
     }
+
+
+def evaluate_checkpoint(
+    checkpoint: PathLike,
+    dataset: Optional[str] = None,
+    data_dir: Optional[PathLike] = None,
+    z: Sequence[str] = Z_MODES,
+    batch_size: int = 50,
+    seed: int = 0,
+    n_images: Optional[int] = None,
+    n_samples: int = 1000,
+    device: Union[str, torch.device] = "cpu",
+    download: bool = True,
+) -> Dict[str, Any]:
+    """Everything ``stftblur eval-vae`` reports for one checkpoint, as a JSON-serialisable dict.
+
+    Loads the checkpoint (run directory, ``.safetensors`` or author ``.npz``), the test split of
+    ``dataset`` (default: the dataset and input preprocessing of the run the checkpoint belongs
+    to, else binarized MNIST), runs :func:`evaluate_reconstructions` on the first ``n_images``
+    (all by default) and, with ``n_samples > 0``, :func:`lpc_si_of` on that many prior samples
+    (skipped with a note when the metric is not installed).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from stftblur.data import DatasetNotFoundError
+        >>> from stftblur.models import create_vae, save_vae
+        >>> ckpt = save_vae(create_vae(), pathlib.Path(tempfile.mkdtemp()) / "model.safetensors")
+        >>> try:
+        ...     evaluate_checkpoint(ckpt, data_dir=tempfile.mkdtemp())
+        ... except DatasetNotFoundError:
+        ...     print("no MNIST there")
+        no MNIST there
+    """
+    from stftblur.data import load_dataset
+
+    path = Path(checkpoint)
+    model = load_vae(path, map_location=device)
+    run = _run_config(path)
+    dataset = dataset or (run.dataset if run is not None else "mnist")
+    binarize = run.binarize if run is not None else True
+    test = load_dataset(dataset, "test", data_dir, binarize=binarize, download=download)
+    images = test.images[:n_images] if n_images else test.images
+    t0 = time.perf_counter()
+    metrics = evaluate_reconstructions(model, images.to(device), z=z, batch_size=batch_size, seed=seed)
+    result: Dict[str, Any] = {
+        "checkpoint": str(path),
+        "model": model.config.to_dict(),
+        "dataset": dataset,
+        "binarized": binarize,
+        "data_source": str(test.source),
+        "test_images": int(images.shape[0]),
+        "convention": "test image (binarized at 0.5 unless the run was trained on grayscale) vs RAW decoder "
+                      "output, and vs the output clamped to [0, 1]; max value 1; per-image PSNR/SSIM averaged; "
+                      "SSIM 11x11 Gaussian sigma 1.5, valid (= tf.image.ssim)",
+        "seed": seed,
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if n_samples > 0:
+        lpc = lpc_si_of(sample_prior(model, n_samples, seed=seed))
+        result["prior_samples_lpc_si"] = lpc if lpc is not None else "skipped: stftblur.metrics.lpc_si is not available"
+    return result
+
+
+def _run_config(checkpoint: Path) -> Optional[Any]:
+    """The TrainConfig of the train-vae run a checkpoint belongs to, if any."""
+    from stftblur.training.trainer import RunDirError, load_run_config
+
+    run = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if not (run / "config.json").is_file():
+        return None
+    try:
+        return load_run_config(run)
+    except (RunDirError, ValueError, TypeError):
+        return None
