@@ -16,10 +16,10 @@ def tune_allocator(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 3
     """Keep freed memory inside the process instead of returning it to the OS (glibc only).
 
     A training step of the VAE allocates and frees tens of megabytes of temporaries. With glibc's
-    defaults, large blocks are mapped fresh and returned on free, so every step pays thousands of
-    page faults (about 2,800 to 3,700 per step, 10-15 ms of system time, measured on the 2-core
-    development machine); with allocations up to ``mmap_threshold`` served from the heap and the
-    heap trimmed only beyond ``trim_threshold``, the same step faults a few dozen times. This
+    defaults, large blocks are mapped fresh and returned on free, so every step pays hundreds to
+    thousands of page faults (800 to 3,700 per step measured on the 2-core development machine,
+    up to 10-15 ms of system time); with allocations up to ``mmap_threshold`` served from the heap
+    and the heap trimmed only beyond ``trim_threshold``, a step faults less than once on average. This
     changes the whole process, so the library never calls it on its own: the ``stftblur``
     commands and the benchmarks do. The process keeps its peak memory (a few hundred MB here).
 
