@@ -211,6 +211,7 @@ def loss_terms_on_test(folder: Path, sharp_dir: Path, names: Sequence[str]) -> D
     """Each training loss term (unweighted) between the PNG files of ``folder`` and the sharp ones."""
     import numpy as np
 
+    from stftblur import LocalPhaseLoss
     from stftblur.evaluate import read_image
     from stftblur.restoration import LOSSES, aux_loss
 
@@ -219,6 +220,9 @@ def loss_terms_on_test(folder: Path, sharp_dir: Path, names: Sequence[str]) -> D
     out = {"l1": float(torch.nn.functional.l1_loss(x, y))}
     for loss in LOSSES[1:]:
         out[loss.removeprefix("l1_")] = float(aux_loss(loss)(x, y))
+    # The two parts of LocalPhaseLoss (default weights 3 : 1), which add up to its value.
+    out["local_phase_phase_part"] = float(LocalPhaseLoss(amplitude_weight=0.0)(x, y))
+    out["local_phase_amplitude_part"] = float(LocalPhaseLoss(phase_weight=0.0)(x, y))
     return out
 
 
@@ -255,6 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from stftblur.restoration import (
         AUX_TERMS,
         calibrate_weights,
+        gradient_ratios,
         evaluate_restored,
         make_test_set,
         restore,
@@ -296,6 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "weights": weights,
         "weight_rule": "L1(degraded, sharp) / aux(degraded, sharp) on calibration crops of the training photographs, 2 significant digits",
         "aux_terms": {k: v for k, v in AUX_TERMS.items()},
+        "gradient_ratio_at_start": gradient_ratios(config, weights),
         "test_set": test.describe(),
         "baselines": {k: {"metrics": _mean_std(v["summary"]), "summary": v["summary"], "per_image": v["per_image"]} for k, v in baselines.items()},
         "runs": [r for r in doc.get("runs", []) if not (r["loss"] in losses and r["seed"] in seeds)],
@@ -334,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     doc["baselines"]["blurry"]["loss_terms"] = loss_terms_on_test(blurry_dir, sharp_dir, names)
     for run in doc["runs"]:
         folder = out_dir / run["loss"] / f"seed{run['seed']}"
-        if "loss_terms" not in run and folder.is_dir():
+        if folder.is_dir():
             run["loss_terms"] = loss_terms_on_test(folder, sharp_dir, names)
     doc["summary"] = aggregate(doc["runs"], list(LOSS_TITLES), doc["baselines"]["blurry"]["per_image"])
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -419,17 +419,52 @@ def calibrate_weights(config: RestorationConfig, losses: Sequence[str] = LOSSES)
     out = {n: float(fixed[n]) for n in losses if n in fixed}
     if not need:
         return out
+    blurry, sharp = _calibration_batch(config)
+    l1 = float(F.l1_loss(blurry, sharp))
+    for n in need:
+        aux = aux_loss(n)
+        assert aux is not None
+        out[n] = _round_sig(l1 / float(aux(blurry, sharp)))
+    return out
+
+
+def _calibration_batch(config: RestorationConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(degraded, sharp) calibration crops of the training photographs, from a fixed generator."""
     g = torch.Generator().manual_seed(config.test_seed + 1)
     photos = [load_photo(p) for p in config.train_photos]
     idx = torch.randint(0, len(photos), (config.calibration_crops,), generator=g).tolist()
     sharp = torch.cat([_random_crops(photos[i], 1, config.crop_size, g) for i in idx])
     sigma, noise_std = _draw_degradation(sharp.shape[0], config, g)
     blurry = degrade(sharp, sigma, noise_std, torch.randn(sharp.shape, generator=g), config.kernel_size)
-    l1 = float(F.l1_loss(blurry, sharp))
-    for n in need:
-        aux = aux_loss(n)
-        assert aux is not None
-        out[n] = _round_sig(l1 / float(aux(blurry, sharp)))
+    return blurry, sharp
+
+
+def gradient_ratios(config: RestorationConfig, weights: Dict[str, float]) -> Dict[str, float]:
+    """||grad of weight * aux|| / ||grad of L1|| with respect to the output, at output = degraded input.
+
+    On the calibration crops of :func:`calibrate_weights`, i.e. where training starts (the
+    network is the identity): how strongly each weighted auxiliary term pulls on the output
+    compared with L1, whereas the weights equalise the loss values.
+
+    Examples:
+        >>> cfg = RestorationConfig(crop_size=32, calibration_crops=2, train_photos=("moon",))
+        >>> r = gradient_ratios(cfg, {"l1_ssim": 1.0})
+        >>> list(r), r["l1_ssim"] > 0
+        (['l1_ssim'], True)
+    """
+    blurry, sharp = _calibration_batch(config)
+
+    def grad_norm(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+        x = blurry.clone().requires_grad_()
+        (g,) = torch.autograd.grad(fn(x, sharp), x)
+        return float(g.norm())
+
+    base = grad_norm(F.l1_loss)
+    out: Dict[str, float] = {}
+    for name, w in weights.items():
+        aux = aux_loss(name)
+        if aux is not None:
+            out[name] = w * grad_norm(aux) / base
     return out
 
 

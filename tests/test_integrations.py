@@ -96,6 +96,7 @@ def test_autocast_example_cuda_float16():
     assert v["local_phase_amp"] == pytest.approx(v["local_phase_fp32"], rel=2e-2)
 
 
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
 def test_torch_compile_matches_eager():
     # aot_eager: dynamo + AOTAutograd without code generation. inductor also works (the example's
     # default) but its first CPU compile takes over a minute on a 2-core machine.

@@ -57,6 +57,7 @@ def test_benchmark_trains_writes_folders_and_json(tmp_path):
     assert [(r["loss"], r["seed"]) for r in saved["runs"]] == [(loss, 0) for loss in LOSSES]
     assert set(saved["summary"]) == set(LOSSES)
     assert set(saved["weights"]) == set(LOSSES) - {"l1"} and all(w > 0 for w in saved["weights"].values())
+    assert set(saved["gradient_ratio_at_start"]) == set(saved["weights"])
     for run in saved["runs"]:
         assert run["train_seconds"] > 0 and run["machine"]["cpu_count"] >= 1 and "torch" in run["machine"]
         assert len(run["history"]) == 2 and all(math.isfinite(h["total"]) for h in run["history"])
