@@ -474,7 +474,7 @@ def gradient_ratios(config: RestorationConfig, weights: Dict[str, float]) -> Dic
 
 
 @dataclasses.dataclass
-class TrainResult:
+class RestorationResult:
     """A trained model and how its training went."""
 
     model: RestorationNet
@@ -493,7 +493,7 @@ def train_restoration(
     device: Union[str, torch.device] = "cpu",
     log_every: int = 50,
     progress: Optional[Callable[[Dict[str, float]], None]] = None,
-) -> TrainResult:
+) -> RestorationResult:
     """Train a :class:`RestorationNet` for ``config.steps`` steps with one loss and one seed.
 
     Convention:
@@ -514,7 +514,7 @@ def train_restoration(
         progress: called with each record.
 
     Returns:
-        A :class:`TrainResult` (model in eval mode, on ``device``).
+        A :class:`RestorationResult` (model in eval mode, on ``device``).
     """
     device = torch.device(device)
     criterion = RestorationLoss(loss, weight)
@@ -553,7 +553,7 @@ def train_restoration(
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     model.eval()
-    return TrainResult(model, loss, seed, weight if loss != "l1" else 0.0, seconds, history)
+    return RestorationResult(model, loss, seed, weight if loss != "l1" else 0.0, seconds, history)
 
 
 @torch.no_grad()
@@ -583,6 +583,8 @@ def write_pngs(images: torch.Tensor, folder: PathLike, names: Sequence[str]) -> 
     """
     from PIL import Image
 
+    if len(names) != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {len(names)} names")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arr = (images.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
