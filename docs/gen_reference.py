@@ -24,6 +24,7 @@ MODULES = [
     ("stftblur.data", "Data"),
     ("stftblur.training", "Training"),
     ("stftblur.evaluate", "Folder evaluation"),
+    ("stftblur.restoration", "Restoration benchmark"),
 ]
 
 
