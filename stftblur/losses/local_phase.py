@@ -200,8 +200,9 @@ class _LocalPhaseFunction(torch.autograd.Function):
         grad_t = torch.empty_like(xt) if need_t else None
         for i in range(0, b * c, step):
             j = min(i + step, b * c)
-            if torch.equal(xo[i:j], xt[i:j]):
+            if not torch.compiler.is_compiling() and torch.equal(xo[i:j], xt[i:j]):
                 # Exactly 0 with a zero (sub)gradient; computing it would leave FFT rounding.
+                # (Skipped under torch.compile, where the data-dependent branch breaks the graph.)
                 values[i:j] = 0.0
                 for g in (grad_o, grad_t):
                     if g is not None:
