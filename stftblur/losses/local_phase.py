@@ -12,6 +12,7 @@ from stftblur._checks import (
     check_choice,
     check_pair,
     check_positive_float,
+    check_positive_int,
     check_reduction,
     reduce,
 )
@@ -376,15 +377,10 @@ def _prepare(input: torch.Tensor, target: torch.Tensor, **kw: Any):
         "phase_offset": check_positive_float(kw["phase_offset"], "phase_offset", allow_zero=True),
         "eps": check_positive_float(kw["eps"], "eps"),
     }
-    for name in ("input", "target"):
-        t = input if name == "input" else target
-        if isinstance(t, torch.Tensor) and t.dim() == 4 and kw["window_size"] is not None:
-            if t.shape[-2] < kw["window_size"] or t.shape[-1] < kw["window_size"]:
-                raise ValueError(
-                    f"{name} of spatial size {tuple(t.shape[-2:])} is smaller than "
-                    f"window_size={kw['window_size']}"
-                )
-    check_pair(input, target)
+    window_size = kw["window_size"]
+    if window_size is not None:
+        check_positive_int(window_size, "window_size")
+    check_pair(input, target, min_size=window_size)
     h, w = input.shape[-2:]
     size, stride = resolve_window_size(kw["window_size"], kw["stride"], h, w)
     if kw["transform"] == "rows" and (size[0] < 2 or size[1] < 2):
