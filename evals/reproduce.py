@@ -1,10 +1,14 @@
 """Reproduction of the paper's Table 1 and the ablations: a resumable queue of train-vae runs.
 
     python evals/reproduce.py --list                      # every run, its state and its command
-    python evals/reproduce.py [--only GLOB] [--threads N] # run what is not complete, in order
+    python evals/reproduce.py [--only GLOB] [--threads N] [--jobs J]
+                                                          # run what is not complete, in order,
+                                                          # J runs at a time (default 2)
 
-Each run lives in evals/runs/<name>/ (a `stftblur train-vae` run directory, not committed; its
-log in evals/runs/<name>.log). A run with summary.json is complete and skipped; a run with a
+Each run lives in evals/runs/<name>/ (a `stftblur train-vae` run directory; its config, metrics
+log, weights and resumable train_state.pt are committed so that a later session continues it, its
+log evals/runs/<name>.log and image exports are not). A run being trained holds
+evals/runs/<name>.lock (the pid of its queue), so two queues never train the same run. A run with summary.json is complete and skipped; a run with a
 config.json but no summary.json is continued with --resume (exactly: the trainer restores the
 optimizer, scheduler and RNG state of its last checkpoint), so the queue can be killed at any
 time and started again. `evals/table1.py` turns the finished runs into evals/results/table1.json
@@ -98,6 +102,7 @@ def main() -> int:
     ap.add_argument("--list", action="store_true", help="show the runs and their state, run nothing")
     ap.add_argument("--only", default="*", help="glob on run names, e.g. 'full-*' or 'short-*-s1'")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default 2)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -106,19 +111,56 @@ def main() -> int:
         for r in runs:
             print(f"{state(str(r['name'])):9s} {r['name']:28s} {' '.join(map(str, r['args']))}")
         return 0
-    env = dict(os.environ)
-    for r in runs:
-        name = str(r["name"])
-        if state(name) == "complete":
-            continue
-        cmd = command(r, args.threads) + ["--device", args.device]
-        print(f"[reproduce] {name}: {' '.join(cmd[2:])}", flush=True)
-        with open(RUNS / f"{name}.log", "a") as log:
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        if rc != 0:
-            print(f"[reproduce] {name} failed with exit code {rc}; see {RUNS / (name + '.log')}", flush=True)
-            return rc
-    return 0
+    pending = [r for r in runs if state(str(r["name"])) != "complete"]
+    running: Dict[str, subprocess.Popen] = {}
+    failed = 0
+    while pending or running:
+        while pending and not failed and len(running) < args.jobs:
+            r = pending.pop(0)
+            name = str(r["name"])
+            if state(name) == "complete" or not _claim(name):
+                continue
+            cmd = command(r, args.threads) + ["--device", args.device]
+            print(f"[reproduce] {name}: {' '.join(cmd[2:])}", flush=True)
+            with open(RUNS / f"{name}.log", "a") as log:
+                running[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if not running:
+            break
+        pid, status = os.wait()
+        for name, proc in list(running.items()):
+            if proc.pid == pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                del running[name]
+                _release(name)
+                if proc.returncode != 0:
+                    failed = proc.returncode
+                    print(f"[reproduce] {name} failed with exit code {proc.returncode}; "
+                          f"see {RUNS / (name + '.log')}", flush=True)
+                else:
+                    print(f"[reproduce] {name}: {state(name)}", flush=True)
+    return failed
+
+
+def _lock(name: str) -> Path:
+    return RUNS / f"{name}.lock"
+
+
+def _claim(name: str) -> bool:
+    """Take the run's lock; a lock left by a dead process is taken over."""
+    path = _lock(name)
+    try:
+        pid = int(path.read_text().strip() or 0)
+        os.kill(pid, 0)
+        print(f"[reproduce] {name}: trained by process {pid}, skipped", flush=True)
+        return False
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+    path.write_text(str(os.getpid()))
+    return True
+
+
+def _release(name: str) -> None:
+    _lock(name).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
