@@ -24,7 +24,6 @@ MODULES = [
     ("stftblur.data", "Data"),
     ("stftblur.training", "Training"),
     ("stftblur.evaluate", "Folder evaluation"),
-    ("stftblur.restoration", "Restoration benchmark"),
 ]
 
 

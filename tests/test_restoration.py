@@ -1,175 +1,125 @@
-"""The deblurring benchmark: library pieces and a few training steps of the runner, end to end."""
+"""The deblurring benchmark in evals/: data, networks, objectives, and the runner end to end."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import sys
 
+import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-
-from stftblur.restoration import (
-    LOSSES,
-    RestorationConfig,
-    RestorationNet,
-    TrainSampler,
-    calibrate_weights,
-    degrade,
-    make_test_set,
-    restore,
-    train_restoration,
-)
 
 from .conftest import ROOT
 
-TINY = dict(crop_size=32, batch_size=2, steps=2, test_size=32, test_crops_per_photo=1, calibration_crops=4)
+sys.path.insert(0, str(ROOT / "evals"))
+from deblur.data import Degradation, TrainSampler, degrade, load_photo, make_test_set  # noqa: E402
+from deblur.nets import PlainCNN, make_net  # noqa: E402
+from deblur.objectives import Objective, calibrated_weight, make_term, stft_variant  # noqa: E402
 
 
-def _runner():
-    spec = importlib.util.spec_from_file_location("evals_restoration", ROOT / "evals" / "restoration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_photo_is_8bit_gray():
+    x = load_photo("camera")
+    assert x.shape == (1, 512, 512)
+    assert torch.equal(x * 255, (x * 255).round())
 
 
-def _tiny_args(tmp_path, *extra: str) -> list:
-    return [
-        "--steps", "2", "--crop-size", "32", "--batch-size", "2", "--test-size", "32", "--test-crops", "1",
-        "--calibration-crops", "4", "--train-photos", "moon,page", "--log-every", "1",
-        "--out-dir", str(tmp_path / "out"), "--json", str(tmp_path / "results.json"),
-        "--figure", str(tmp_path / "figure.png"), *extra,
-    ]  # fmt: skip
+def test_blur_of_an_impulse_matches_the_sampled_gaussian():
+    sigma = 1.5
+    deg = Degradation(sigma_range=(sigma, sigma), noise_std=0.0)
+    x = torch.zeros(1, 1, 31, 31)
+    x[..., 15, 15] = 1.0
+    y, s = degrade(x, deg, torch.Generator().manual_seed(0))
+    k = deg.kernel_size // 2
+    g = np.exp(-np.arange(-k, k + 1) ** 2 / (2 * sigma**2))
+    g /= g.sum()
+    expected = np.round(np.outer(g, g) * 255) / 255  # separable, normalised, then 8 bits
+    assert s.tolist() == [sigma]
+    np.testing.assert_allclose(y[0, 0, 15 - k:16 + k, 15 - k:16 + k].numpy(), expected, atol=1e-6)
 
 
-def test_benchmark_trains_writes_folders_and_json(tmp_path):
-    runner = _runner()
-    doc = runner.main(_tiny_args(tmp_path, "--fresh"))
-    out = tmp_path / "out"
-    names = sorted(f"{p}_0.png" for p in RestorationConfig().test_photos)
-    for folder in ["sharp", "blurry", *(f"{loss}/seed0" for loss in LOSSES)]:
-        assert sorted(p.name for p in (out / folder).iterdir()) == names, folder
-    assert (tmp_path / "figure.png").stat().st_size > 10_000
-
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["config"] == doc["config"] and saved["config"]["steps"] == 2
-    assert [(r["loss"], r["seed"]) for r in saved["runs"]] == [(loss, 0) for loss in LOSSES]
-    assert set(saved["summary"]) == set(LOSSES)
-    assert set(saved["weights"]) == set(LOSSES) - {"l1"} and all(w > 0 for w in saved["weights"].values())
-    assert set(saved["gradient_ratio_at_start"]) == set(saved["weights"])
-    for run in saved["runs"]:
-        assert run["train_seconds"] > 0 and run["machine"]["cpu_count"] >= 1 and "torch" in run["machine"]
-        assert len(run["history"]) == 2 and all(math.isfinite(h["total"]) for h in run["history"])
-        for metric in ("psnr", "ssim", "lpc_si"):
-            assert math.isfinite(run["metrics"][metric]["mean"]) and run["metrics"][metric]["std"] >= 0
-    assert saved["baselines"]["sharp"]["metrics"]["lpc_si"]["mean"] > saved["baselines"]["blurry"]["metrics"]["lpc_si"]["mean"]
-
-    # The numbers are those of `stftblur eval` on the written folders.
-    from stftblur_cli.eval_cmd import eval_command
-
-    report = tmp_path / "eval.json"
-    result = CliRunner().invoke(
-        eval_command, ["--images", str(out / "l1_local_phase" / "seed0"), "--reference", str(out / "sharp"), "--json", str(report)]
-    )
-    assert result.exit_code == 0, result.output
-    cli_values = {r["path"]: r["values"] for r in json.loads(report.read_text())["images"]}
-    run = next(r for r in saved["runs"] if r["loss"] == "l1_local_phase")
-    assert cli_values == run["per_image"]
-
-    # A second invocation adds a seed to the same file; another configuration is refused.
-    runner.main(_tiny_args(tmp_path, "--losses", "l1", "--seeds", "1", "--figure", ""))
-    merged = json.loads((tmp_path / "results.json").read_text())
-    assert len(merged["runs"]) == 5 and merged["summary"]["l1"]["seeds"] == [0, 1]
-    assert merged["runs"][:1] == saved["runs"][:1]
-    assert merged["summary"]["l1"]["images_with_higher_psnr_than_blurry_per_seed"][0] in range(5)
-    report_only = runner.main(_tiny_args(tmp_path, "--report-only", "--figure", ""))
-    assert report_only["runs"] == merged["runs"]
-    with pytest.raises(SystemExit, match="another configuration"):
-        runner.main(_tiny_args(tmp_path, "--losses", "l1", "--steps", "3"))
+def test_test_set_is_fixed_and_training_batches_follow_the_seed():
+    a, b = make_test_set(crops_per_photo=1, size=32), make_test_set(crops_per_photo=1, size=32)
+    assert a.names == ["camera_0", "clock_0", "coins_0", "text_0"]
+    assert torch.equal(a.blurry, b.blurry) and all(1.0 <= s <= 2.0 for s in a.sigma)
+    s1, s2, s3 = (TrainSampler(seed, crop_size=16, batch_size=3, photos=("moon", "page")) for seed in (0, 0, 1))
+    x1, x2, x3 = s1.sample()[0], s2.sample()[0], s3.sample()[0]
+    assert x1.shape == (3, 1, 16, 16) and torch.equal(x1, x2) and not torch.equal(x1, x3)
 
 
-def test_network_is_identity_at_init_for_any_size():
-    net = RestorationNet("mobilenetv3_small_100").eval()
-    x = torch.rand(1, 1, 37, 50)
-    with torch.no_grad():
-        assert torch.equal(net(x), x)
-    assert restore(net, x).shape == x.shape
-
-
-def test_test_set_is_fixed_whatever_the_global_seed():
-    cfg = RestorationConfig(**TINY)
-    torch.manual_seed(1)
-    a = make_test_set(cfg)
-    torch.manual_seed(2)
-    b = make_test_set(cfg)
-    assert a.names == b.names and torch.equal(a.blurry, b.blurry) and torch.equal(a.sharp, b.sharp)
-    assert all(0.5 <= s <= 2.5 for s in a.sigma) and all(0.0 <= n <= 0.02 for n in a.noise_std)
-    # 8-bit exact, in [0, 1], blurrier than the reference.
-    for t in (a.sharp, a.blurry):
-        assert torch.equal(t * 255, (t * 255).round()) and t.min() >= 0 and t.max() <= 1
-    assert not torch.equal(a.sharp, a.blurry)
-
-
-def test_degrade_blurs_with_the_given_sigma():
-    x = torch.zeros(2, 1, 33, 33)
-    x[..., 16, 16] = 1.0
-    y = degrade(x, torch.tensor([0.5, 2.5]), torch.zeros(2), kernel_size=17)
-    # A wider Gaussian has a lower peak; values are quantised.
-    assert y[0, 0, 16, 16] > y[1, 0, 16, 16] > 0
-    assert torch.equal(y * 255, (y * 255).round())
-
-
-def test_sampler_gives_augmented_exact_crops():
-    cfg = RestorationConfig(**TINY)
-    h, w = 40, 50
-    photo = torch.arange(h * w, dtype=torch.float32).view(1, h, w)  # every pixel value unique
-    sampler = TrainSampler(cfg, photos=[photo])
+@pytest.mark.parametrize("name", ["cnn", "timm:mobilenetv3_small_100"])
+def test_networks_start_at_the_identity(name):
     torch.manual_seed(0)
-    sharp = sampler.sharp_batch(8)
-    assert sharp.shape == (8, 1, 32, 32)
-    flips = set()
-    for crop in sharp[:, 0]:
-        # Undo the flip that puts the smallest value top-left, then it must be an exact slice.
-        for fy in (False, True):
-            for fx in (False, True):
-                c = crop.flip(0) if fy else crop
-                c = c.flip(1) if fx else c
-                y, x = divmod(int(c[0, 0]), w)
-                if int(c.min()) == int(c[0, 0]) and y + 32 <= h and x + 32 <= w and torch.equal(c, photo[0, y : y + 32, x : x + 32]):
-                    flips.add((fy, fx))
-                    break
-            else:
-                continue
-            break
-        else:
-            raise AssertionError("a crop is not a (flipped) slice of the photograph")
-    assert len(flips) > 1  # flips do happen
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.equal(make_net(name).eval()(x), x)
 
 
-def test_training_is_reproducible_per_seed():
-    cfg = RestorationConfig(**TINY, train_photos=("moon",))
-    a = train_restoration(cfg, "l1_local_phase", seed=3, weight=0.01, log_every=1)
-    b = train_restoration(cfg, "l1_local_phase", seed=3, weight=0.01, log_every=1)
-    c = train_restoration(cfg, "l1_local_phase", seed=4, weight=0.01, log_every=1)
-    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    assert [h["total"] for h in a.history] == [h["total"] for h in b.history]
-    assert all(math.isfinite(h["aux"]) for h in a.history) and not a.model.training
+def test_unknown_network_names_the_choices():
+    with pytest.raises(ValueError, match="cnn"):
+        make_net("resnet")
 
 
-def test_weights_are_calibrated_and_can_be_fixed():
-    cfg = RestorationConfig(**TINY, train_photos=("moon",))
-    w = calibrate_weights(cfg)
-    assert set(w) == {"l1_ssim", "l1_ffl", "l1_local_phase"} and all(v > 0 for v in w.values())
-    assert calibrate_weights(cfg) == w  # independent of the global random state
-    fixed = calibrate_weights(RestorationConfig(**TINY, train_photos=("moon",), weights={"l1_local_phase": 0.5}))
-    assert fixed["l1_local_phase"] == 0.5 and fixed["l1_ssim"] == w["l1_ssim"]
+def test_prod_variant_is_the_phase_part_of_the_complex_distance():
+    # |F_o - F_t|^2 = (A_o - A_t)^2 + 2 A_o A_t (1 - cos dphi): one 16x16 window, computed with numpy.
+    g = torch.Generator().manual_seed(0)
+    o, t = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64), torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    win = np.outer(*(2 * [0.5 - 0.5 * np.cos(2 * np.pi * np.arange(16) / 16)]))
+    fo = np.fft.rfft2(o[0, 0].numpy() * win) / win.sum()
+    ft = np.fft.rfft2(t[0, 0].numpy() * win) / win.sum()
+    fu, fv = np.abs(np.fft.fftfreq(16)), np.fft.rfftfreq(16)
+    w = np.sqrt((fu[:, None] / fu.max()) ** 2 + (fv[None, :] / fv.max()) ** 2) / np.sqrt(2)
+    ao, at = np.abs(fo), np.abs(ft)
+    phase_part = (np.abs(fo - ft) ** 2 - (ao - at) ** 2) / 2  # = A_o A_t (1 - cos dphi)
+    expected = np.mean(w * (np.abs(ao - at) + 3.0 * phase_part / at.mean()))
+    assert stft_variant("prod")(o, t).item() == pytest.approx(expected, rel=1e-9)
+    assert stft_variant("complex")(o, t).item() == pytest.approx(np.mean(w * np.abs(fo - ft)), rel=1e-9)
 
 
-def test_unknown_loss_is_an_error():
-    from stftblur.restoration import aux_loss
+@pytest.mark.parametrize("name", ["prod", "complex", "mr-prod", "mr-lpl", "lpl-lam1"])
+def test_variants_have_finite_gradients_on_zero_patches_and_pass_gradcheck(name):
+    term = make_term(name)
+    x = torch.zeros(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)
+    for target in (torch.zeros(1, 1, 32, 32, dtype=torch.float64), torch.rand(1, 1, 32, 32, dtype=torch.float64)):
+        (g,) = torch.autograd.grad(term(x, target), x)
+        assert torch.isfinite(g).all()
+    if name in ("prod", "complex"):
+        y = torch.rand(1, 1, 20, 20, dtype=torch.float64, requires_grad=True)
+        t = torch.rand(1, 1, 20, 20, dtype=torch.float64)
+        assert torch.autograd.gradcheck(lambda a: stft_variant(name, 8, 4)(a, t), (y,))
 
-    with pytest.raises(ValueError, match="loss must be one of"):
-        aux_loss("l2")
+
+def test_calibrated_weight_balances_the_terms_at_the_start():
+    s = TrainSampler(0, crop_size=32, batch_size=8, photos=("moon",))
+    blurry, sharp = s.sample()
+    w = calibrated_weight("lpl", 0.5, blurry, sharp)
+    obj = Objective("lpl", w)
+    obj(blurry, sharp)
+    assert w * obj.last["aux"] == pytest.approx(0.5 * obj.last["l1"], rel=0.05)  # two significant digits
+
+
+def test_runner_end_to_end(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evals_restoration", ROOT / "evals" / "restoration.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    small = lambda **kw: make_test_set(crops_per_photo=1, size=48)  # noqa: E731
+    monkeypatch.setattr(runner, "make_test_set", small)
+    out = tmp_path / "out"
+    args = ["--configs", "l1,l1+lpl@1", "--seeds", "0,1", "--steps", "2", "--json", str(tmp_path / "r.json"),
+            "--out-dir", str(out), "--doc", str(tmp_path / "r.md"), "--figure", str(tmp_path / "f.png"), "--log-every", "1"]
+    assert runner.main(args) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert set(data) == {"blurry", "l1", "l1+lpl@1"}
+    for key in ("psnr", "ssim", "lpc_si"):
+        assert math.isfinite(data["blurry"][key])
+    assert [r["seed"] for r in data["l1+lpl@1"]["per_seed"]] == [0, 1]
+    assert {"seed", "psnr", "ssim", "lpc_si"} <= set(data["l1"]["per_seed"][0])
+    paired = data["l1+lpl@1"]["paired_vs_l1"]["psnr"]
+    assert paired["lo"] <= paired["mean"] <= paired["hi"] and paired["n_seeds"] == 2
+    assert (out / "l1" / "seed1" / "text_0.png").exists() and (tmp_path / "f.png").exists()
+    assert "| l1+lpl@1 |" in (tmp_path / "r.md").read_text()
+    # Finished runs are skipped; other settings are refused.
+    assert runner.main(args) == 0
+    with pytest.raises(SystemExit):
+        runner.main(args[:-2] + ["--lr", "0.5"])
