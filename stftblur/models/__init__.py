@@ -12,6 +12,7 @@ from stftblur.models.vae import (
     resolve_checkpoint,
     save_vae,
 )
+from stftblur.models.shipped import models_dir, shipped_checkpoint, shipped_models
 
 __all__ = [
     "VAE",
@@ -24,4 +25,7 @@ __all__ = [
     "load_vae",
     "resolve_checkpoint",
     "save_vae",
+    "models_dir",
+    "shipped_checkpoint",
+    "shipped_models",
 ]

@@ -524,7 +524,8 @@ def resolve_checkpoint(path: PathLike) -> Path:
     """The weights file a checkpoint argument stands for.
 
     Accepts a run directory (its ``model.safetensors``), a ``.safetensors`` file, its ``.json``
-    sidecar, or an author ``.npz`` file.
+    sidecar, an author ``.npz`` file, or the name of a model shipped in ``models/`` (see
+    :func:`stftblur.models.shipped_models`; a path that exists wins over a name).
 
     Examples:
         >>> import tempfile, pathlib
@@ -534,6 +535,14 @@ def resolve_checkpoint(path: PathLike) -> Path:
         'model.safetensors'
     """
     p = Path(path)
+    if not p.exists() and len(p.parts) == 1:
+        from stftblur.models.shipped import shipped_checkpoint, shipped_models
+
+        found = shipped_checkpoint(str(path))
+        if found is not None:
+            return found
+        names = ", ".join(shipped_models()) or "none found"
+        raise CheckpointError(f"checkpoint {p} is neither a file, a directory nor a shipped model name (shipped: {names})")
     if p.is_dir():
         candidate = p / "model.safetensors"
         if candidate.is_file():

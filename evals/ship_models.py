@@ -1,0 +1,173 @@
+"""Ship the finished full-protocol reproduction runs as models/<name>/ with a model card.
+
+    python evals/ship_models.py [--runs full-ours-s0,full-ssim-s0] [--n-samples 10000]
+
+For every finished (summary.json) run ``evals/runs/full-<loss>-s0`` (or those named): copies its
+``model.safetensors`` (config in the file's metadata) to ``models/<loss>/`` (``+`` written
+``-``), measures it on the MNIST test set exactly as ``evals/table1.py`` does (PSNR/SSIM with
+sampled z on the raw output and with mean z on the clamped output; LPC-SI of prior samples and
+of reconstructions), and on the first 500 test images (the numbers ``tests/test_shipped_models.py``
+re-measures), draws a labelled figure of test inputs, reconstructions and prior samples, and
+writes ``card.json`` and the model card ``README.md``. ``stftblur sample --checkpoint <loss>``
+and ``stftblur eval-vae --checkpoint <loss>`` then find the model by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "evals"))
+
+from _machine import describe  # noqa: E402
+from reproduce import LOSSES, RUNS  # noqa: E402
+from table1 import LOSS_LABEL, measure, parse_name  # noqa: E402
+
+from stftblur.data import load_dataset  # noqa: E402
+from stftblur.models import load_vae  # noqa: E402
+from stftblur.training.evaluation import evaluate_reconstructions, sample_prior  # noqa: E402
+
+MODELS = ROOT / "models"
+SUBSET = 500
+
+
+def subset_metrics(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, float]:
+    """PSNR/SSIM on the first SUBSET test images (what the shipped-model test re-measures)."""
+    m = evaluate_reconstructions(model, x[:SUBSET], z=("sampled", "mean"), seed=0)
+    return {k: float(m[k]) for k in ("psnr_sampled", "ssim_sampled", "psnr_mean_clamped", "ssim_mean_clamped")}
+
+
+@torch.no_grad()
+def draw(model: torch.nn.Module, x: torch.Tensor, title: str, path: Path) -> None:
+    """Test inputs, their reconstructions (mean z, clamped) and prior samples, 4x8 digits each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stftblur.training.export import make_grid
+
+    inputs = x[:32]
+    recon = model.decode(model.encode(inputs)[0]).clamp(0, 1)
+    samples = sample_prior(model, 32, seed=0).clamp(0, 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, imgs, label in zip(axes, (inputs, recon, samples),
+                               ("test inputs (binarized)", "reconstructions (mean z, clamped)", "prior samples z ~ N(0, I), seed 0")):
+        ax.imshow(make_grid(imgs, nrow=8)[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(label, fontsize=11)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def card(name: str, loss: str, info: Dict[str, Any]) -> str:
+    m, s = info["test_set"], info["subset"]
+    cfg = info["config"]["config"]
+    return f"""# `{name}`: MNIST beta-VAE trained with {LOSS_LABEL[loss]}
+
+The paper's MNIST beta-VAE (latent dimension 2) trained with the full protocol of the paper's
+Table 1 by this project (`evals/reproduce.py`, run `{info['run']}`). Load it by name:
+
+```bash
+stftblur sample --checkpoint {name} --out samples/
+stftblur eval-vae --checkpoint {name}
+```
+
+```python
+from stftblur.models import load_vae
+model = load_vae("{name}")
+```
+
+## How it was made
+
+- Command: `{info['command']}`
+- Objective: {json.dumps(info['config']['objective_resolved'])}
+- Data: MNIST (`{cfg['dataset']}`), 60,000 training images binarized at 0.5; batch {cfg['batch_size']},
+  {cfg['epochs']} epochs = {info['summary']['step']:,} steps; Adam (eps {cfg['adam_eps']:g}) with a
+  {cfg['lr_mode']} cyclical learning rate {cfg['lr_min']:g}..{cfg['lr_max']:g} (step size {cfg['lr_step_size']}); seed {cfg['seed']}.
+- Device: {cfg['device']}, {info['config'].get('torch_threads', 'default')} torch thread(s), torch {info['config'].get('torch_version', '?')};
+  {info['time']}
+- Code: stftblur {info['config'].get('stftblur_version')}; shipped at git commit `{info['git_commit']}` by `python evals/ship_models.py`.
+
+## Measured
+
+On the whole MNIST test set (10,000 images, binarized), as `evals/table1.py` measures every row:
+
+| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | LPC-SI of reconstructions |
+|---|---|---|---|
+| {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['lpc_si_recon']:.4f} |
+
+On the first {SUBSET} test images (re-measured by `tests/test_shipped_models.py`): sampled z
+{s['psnr_sampled']:.3f} dB / {s['ssim_sampled']:.4f}, mean z clamped {s['psnr_mean_clamped']:.3f} dB / {s['ssim_mean_clamped']:.4f}.
+Seed spreads and the comparison with the other losses: [docs/reproduction.md](../../docs/reproduction.md).
+
+![test inputs, reconstructions and prior samples](samples.png)
+"""
+
+
+def ship(run: str, x_test: torch.Tensor, n_samples: int, commit: str, models: Path = MODELS) -> str:
+    d = RUNS / run
+    loss = parse_name(run)["loss"]
+    name = loss.replace("+", "-")
+    summary = json.loads((d / "summary.json").read_text())
+    config = json.loads((d / "config.json").read_text())
+    out = models / name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(d / "model.safetensors", out / "model.safetensors")
+    model = load_vae(out / "model.safetensors")
+    print(f"measuring {run}", flush=True)
+    secs = summary.get("seconds_this_session")
+    resumed = summary.get("resumed_from_step")
+    time = (f"{secs / 60:.0f} minutes of training in its last session" + (f" (resumed at step {resumed:,}; earlier sessions' times were not recorded)" if resumed else "")
+            if secs else "training time not recorded")
+    info = {
+        "run": f"evals/runs/{run}",
+        "loss": loss,
+        "command": "stftblur train-vae --out evals/runs/" + run + " --threads 1 " + " ".join(LOSSES[loss] + ["--epochs", str(config["config"]["epochs"]), "--seed", str(config["config"]["seed"])]),
+        "config": config,
+        "summary": {k: summary.get(k) for k in ("step", "epoch", "stopped_by", "seconds_this_session", "resumed_from_step")},
+        "time": time + ".",
+        "git_commit": commit,
+        "n_samples": n_samples,
+        "test_set": measure(model, x_test, n_samples),
+        "subset": subset_metrics(model, x_test),
+        "machine": describe("cpu"),
+    }
+    draw(model, x_test, f"{name}: {LOSS_LABEL[loss]} (this project's full-protocol run)", out / "samples.png")
+    (out / "card.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    (out / "README.md").write_text(card(name, loss, info))
+    return name
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="", help="comma-separated run names (default: every finished full-*-s0 run)")
+    ap.add_argument("--n-samples", type=int, default=10000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=MODELS, help="models folder (default: models/)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runs: List[str] = [r for r in args.runs.split(",") if r] or sorted(
+        p.name for p in RUNS.glob("full-*-s0") if (p / "summary.json").exists())
+    missing = [r for r in runs if not (RUNS / r / "summary.json").exists()]
+    if missing:
+        ap.error(f"--runs: not finished (no summary.json): {', '.join(missing)}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    x_test = load_dataset("mnist", split="test", binarize=True).images
+    for r in runs:
+        print(f"shipped models/{ship(r, x_test, args.n_samples, commit, args.out)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

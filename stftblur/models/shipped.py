@@ -1,0 +1,61 @@
+"""Trained checkpoints shipped with the project, found by name (``load_vae("ours")``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+__all__ = ["models_dir", "shipped_models", "shipped_checkpoint"]
+
+
+def models_dir() -> Optional[Path]:
+    """The folder of shipped models: ``$STFTBLUR_MODELS``, else ``models/`` of the source checkout.
+
+    Convention:
+        Each shipped model is a sub-folder ``<name>/`` holding ``model.safetensors`` and its
+        model card ``README.md`` (``card.json`` for the numbers). The folder ships with the
+        repository, not with a wheel: an installed package without a checkout finds models
+        only through ``$STFTBLUR_MODELS``. Returns None when neither exists.
+
+    Examples:
+        >>> d = models_dir()
+        >>> d is None or d.is_dir()
+        True
+    """
+    env = os.environ.get("STFTBLUR_MODELS")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "models"
+    return checkout if checkout.is_dir() else None
+
+
+def _slug(name: str) -> str:
+    return name.replace("+", "-")
+
+
+def shipped_models() -> Dict[str, Path]:
+    """Name -> weights file of every shipped model (empty when there is no models folder).
+
+    Convention:
+        Names are the folder names; a ``+`` in a loss name is written ``-`` in its folder
+        (``dft+ssim`` lives in ``dft-ssim/``) and both spellings resolve.
+
+    Examples:
+        >>> all(p.name == "model.safetensors" for p in shipped_models().values())
+        True
+    """
+    root = models_dir()
+    if root is None or not root.is_dir():
+        return {}
+    return {d.name: d / "model.safetensors" for d in sorted(root.iterdir()) if (d / "model.safetensors").is_file()}
+
+
+def shipped_checkpoint(name: str) -> Optional[Path]:
+    """The weights file of the shipped model ``name``, or None when there is none by that name.
+
+    Examples:
+        >>> shipped_checkpoint("no-such-model") is None
+        True
+    """
+    return shipped_models().get(_slug(str(name)))
