@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from stftblur.transforms import stft2d, make_window  # noqa: E402
 from stftblur.losses import (  # noqa: E402
     FourierLoss,
+    LocalPhaseConfig,
     LocalPhaseLoss,
     SSIMLoss,
     fourier_loss,
@@ -28,6 +29,7 @@ __all__ = [
     "make_window",
     "local_phase_loss",
     "LocalPhaseLoss",
+    "LocalPhaseConfig",
     "fourier_loss",
     "FourierLoss",
     "ssim_loss",

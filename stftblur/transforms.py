@@ -10,6 +10,7 @@ the authors' released code computes (see ``docs/losses.md``).
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -18,9 +19,12 @@ import torch.nn.functional as F
 
 from stftblur._checks import check_image, check_positive_int
 
+__all__ = ["WINDOWS", "make_window", "normalize_window", "stft2d"]
+
 WindowSpec = Union[str, None, torch.Tensor]
 
-_WINDOW_NAMES = ("hann", "sqrt-hann", "boxcar")
+#: Window names. ``None`` is "no window" (all ones); ``"none"`` is its spelling where text is needed.
+WINDOWS = ("hann", "sqrt-hann", "none")
 
 
 def _hann_1d(n: int, periodic: bool) -> torch.Tensor:
@@ -31,15 +35,40 @@ def _hann_1d(n: int, periodic: bool) -> torch.Tensor:
     return 0.5 - 0.5 * torch.cos(2.0 * torch.pi * k / denom)
 
 
+def normalize_window(window: object) -> WindowSpec:
+    """The one spelling of a window option: ``None`` for no window, else a name or a tensor.
+
+    Convention:
+        ``"none"`` (the text spelling, for command lines and JSON) becomes ``None``;
+        ``"boxcar"``, an older spelling, too, with a :class:`DeprecationWarning`. Other names
+        must be in :data:`WINDOWS`; tensors are returned as they are (checked by
+        :func:`make_window`).
+
+    Examples:
+        >>> normalize_window("none") is None, normalize_window("hann")
+        (True, 'hann')
+    """
+    if window is None or isinstance(window, torch.Tensor):
+        return window
+    if not isinstance(window, str):
+        raise TypeError(f"window must be a string, None or a tensor, got {type(window).__name__}")
+    if window == "boxcar":
+        warnings.warn('window="boxcar" is deprecated; use window=None (or "none") for no window',
+                      DeprecationWarning, stacklevel=3)
+        return None
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, None or a tensor, got {window!r}")
+    return None if window == "none" else window
+
+
 @functools.lru_cache(maxsize=64)
 def _named_window(name: Optional[str], size: Tuple[int, int]) -> torch.Tensor:
-    if name is None or name == "boxcar":
+    if name is None:
         return torch.ones(size, dtype=torch.float64)
     if name == "hann":
         return torch.outer(_hann_1d(size[0], True), _hann_1d(size[1], True))
-    if name == "sqrt-hann":
-        return torch.outer(_hann_1d(size[0], False), _hann_1d(size[1], False)).sqrt()
-    raise ValueError(f"window must be one of {_WINDOW_NAMES}, None or a tensor, got {name!r}")
+    assert name == "sqrt-hann", name
+    return torch.outer(_hann_1d(size[0], False), _hann_1d(size[1], False)).sqrt()
 
 
 def make_window(
@@ -57,8 +86,8 @@ def make_window(
         because that is the formula the paper writes and because its shifted copies sum to a
         constant at stride L/4 (and L/2), so every pixel away from the border carries the same
         total weight in the loss. ``"sqrt-hann"`` is the disabled window of the authors' code:
-        the square root of the outer product of numpy's *symmetric* ``np.hanning``. ``None`` or
-        ``"boxcar"`` is all ones. A user tensor of shape (L,) is used as an outer product, a
+        the square root of the outer product of numpy's *symmetric* ``np.hanning``. ``None`` (or
+        ``"none"``) is all ones. A user tensor of shape (L,) is used as an outer product, a
         tensor of shape (L, L) as is.
 
     Args:
@@ -86,9 +115,7 @@ def make_window(
         if tuple(window.shape) != size:
             raise ValueError(f"window tensor must have shape {size} or ({size[0]},), got {tuple(window.shape)}")
         return window.to(dtype=dtype, device=device)
-    if window is not None and not isinstance(window, str):
-        raise TypeError(f"window must be a string, None or a tensor, got {type(window).__name__}")
-    return _named_window(window, size).to(dtype=dtype, device=device)
+    return _named_window(normalize_window(window), size).to(dtype=dtype, device=device)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -273,9 +300,11 @@ def stft2d(
         x: real images of shape (B, C, H, W).
         window_size: side of the square window, or None for the whole image.
         stride: step between windows, in pixels.
-        window: ``"hann"`` (periodic), ``"sqrt-hann"`` (the authors' code), ``None``/``"boxcar"``,
-            or a tensor.
-        normalized: divide by the window's sum.
+        window: ``"hann"`` (periodic), ``"sqrt-hann"`` (the authors' code), ``None`` (no
+            window; ``"none"`` as text), or a tensor.
+        normalized: divide by the window's sum. False by default, like the paper's formula
+            and ``torch.fft``; the losses normalise by default (see
+            :class:`~stftblur.losses.LocalPhaseConfig`).
 
     Returns:
         Complex tensor of shape (B, C, K, L, window_size, window_size // 2 + 1).
@@ -294,6 +323,7 @@ def stft2d(
         raise ValueError(f"x of spatial size {tuple(x.shape[-2:])} is smaller than window_size={window_size}")
     dtype = _compute_dtype(x)
     x = x.to(dtype)
+    window = normalize_window(window)
     win = None if window is None else make_window(window, (wh, ww), dtype, x.device)
     plan = StftPlan((wh, ww), s, "2d", normalized)
     return plan.to_standard(plan.forward(x, plan.effective_window(win, dtype, x.device)))

@@ -14,9 +14,12 @@ from typing import Any, Dict, List, Optional
 
 import click
 
+from stftblur.losses import LocalPhaseConfig
+from stftblur.training.objective import FREQ_PRESETS, LOSSES
 from stftblur_cli._common import CliError, command, resolve_device
 
-_LOSSES = ("l2", "l1", "ssim", "dft+ssim", "ours", "ffl")
+# The choices of the frequency-term options come from LocalPhaseConfig (their one home).
+_FREQ_CHOICES = LocalPhaseConfig.CHOICES
 
 
 class _Choice(click.Choice):
@@ -77,9 +80,9 @@ def _as_flags(message: str, options: Dict[str, Any]) -> str:
 
 def _objective_options(f: Any) -> Any:
     options = [
-        click.option("--loss", type=_Choice(_LOSSES), default=None,
+        click.option("--loss", type=_Choice(LOSSES), default=None,
                      help="Reconstruction loss (Table 1 of the paper, plus ffl).  [default: ours]"),
-        click.option("--preset", type=_Choice(("paper-code", "paper-text", "default")), default=None,
+        click.option("--preset", type=_Choice(FREQ_PRESETS), default=None,
                      help="Frequency term of dft+ssim/ours: what the authors' code computes, what the paper's "
                           "text says, or this project's LocalPhaseLoss defaults.  [default: paper-code]"),
         click.option("--beta", type=float, default=None, help="Weight of the KL term.  [default: 0.005]"),
@@ -95,17 +98,17 @@ def _objective_options(f: Any) -> Any:
                      help="Amplitude coefficient of the frequency term."),
         click.option("--window-size", type=int, default=None, help="STFT window side (dft+ssim: the image size)."),
         click.option("--stride", type=int, default=None, help="Step between STFT windows."),
-        click.option("--window", type=_Choice(("hann", "sqrt-hann", "none")), default=None,
+        click.option("--window", type=_Choice(_FREQ_CHOICES["window"]), default=None,
                      help="Analysis window of the 2-D transform."),
-        click.option("--phase-distance", type=_Choice(("wrapped", "raw", "cosine")), default=None,
+        click.option("--phase-distance", type=_Choice(_FREQ_CHOICES["phase_distance"]), default=None,
                      help="How phases are compared."),
-        click.option("--frequency-weighting", type=_Choice(("linear", "product", "none")), default=None,
+        click.option("--frequency-weighting", type=_Choice(_FREQ_CHOICES["frequency_weighting"]), default=None,
                      help="Weight of each coefficient."),
-        click.option("--aggregate", type=_Choice(("mean", "sum")), default=None,
+        click.option("--aggregate", type=_Choice(_FREQ_CHOICES["aggregate"]), default=None,
                      help="Combine the coefficients of one image by mean or sum."),
         click.option("--normalized/--no-normalized", default=None,
                      help="Divide the transform by the window's sum."),
-        click.option("--transform", type=_Choice(("2d", "rows")), default=None,
+        click.option("--transform", type=_Choice(_FREQ_CHOICES["transform"]), default=None,
                      help="2-D STFT, or the authors' 1-D FFT along patch rows."),
         click.option("--phase-offset", type=float, default=None,
                      help="Added to the real part before taking raw phases (the code: 1e-6)."),

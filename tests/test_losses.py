@@ -39,7 +39,7 @@ def _reference_loss(x, y, window_size=16, stride=4, lam=3.0, alpha=1.0, distance
 def test_matches_straight_line_definition(distance, weighting):
     x = torch.rand(3, 2, 24, 29, dtype=torch.float64)
     y = torch.rand(3, 2, 24, 29, dtype=torch.float64)
-    got = local_phase_loss(x, y, 8, 4, phase_distance=distance, frequency_weighting=weighting, reduction="none")
+    got = local_phase_loss(x, y, window_size=8, stride=4, phase_distance=distance, frequency_weighting=weighting, reduction="none")
     ref = _reference_loss(x, y, 8, 4, distance=distance, weighting=weighting)
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
 
@@ -52,11 +52,11 @@ def test_hand_derived_single_coefficient():
     x = torch.cos(2 * torch.pi * 2 * n / 8).expand(8, 8)[None, None].clone()
     weight = torch.zeros(8, 5, dtype=torch.float64)
     weight[0, 2] = 1.0  # only (u=0, v=2) counts
-    loss = local_phase_loss(x, -x, 8, 8, window=None, frequency_weighting=weight, aggregate="sum",
+    loss = local_phase_loss(x, -x, window_size=8, stride=8, window=None, frequency_weighting=weight, aggregate="sum",
                             phase_weight=1.0, amplitude_weight=1.0)
     assert loss.item() == pytest.approx(np.pi, abs=1e-12)
     # Raw distance on the same pair: angle(+real) - angle(-real) = 0 - pi.
-    loss_raw = local_phase_loss(x, -x, 8, 8, window=None, frequency_weighting=weight, aggregate="sum",
+    loss_raw = local_phase_loss(x, -x, window_size=8, stride=8, window=None, frequency_weighting=weight, aggregate="sum",
                                 phase_distance="raw", phase_weight=1.0)
     assert loss_raw.item() == pytest.approx(np.pi, abs=1e-12)
 
@@ -94,11 +94,11 @@ def test_identical_inputs_give_zero():
 
 def test_reductions_and_aggregates():
     x, y = torch.rand(4, 2, 20, 20), torch.rand(4, 2, 20, 20)
-    per = local_phase_loss(x, y, 8, 4, reduction="none")
+    per = local_phase_loss(x, y, window_size=8, stride=4, reduction="none")
     assert per.shape == (4,)
-    assert torch.allclose(local_phase_loss(x, y, 8, 4, reduction="mean"), per.mean())
-    assert torch.allclose(local_phase_loss(x, y, 8, 4, reduction="sum"), per.sum())
-    total = local_phase_loss(x, y, 8, 4, reduction="none", aggregate="sum")
+    assert torch.allclose(local_phase_loss(x, y, window_size=8, stride=4, reduction="mean"), per.mean())
+    assert torch.allclose(local_phase_loss(x, y, window_size=8, stride=4, reduction="sum"), per.sum())
+    total = local_phase_loss(x, y, window_size=8, stride=4, reduction="none", aggregate="sum")
     count = 2 * 4 * 4 * 8 * 5
     assert torch.allclose(total / count, per, rtol=1e-5)
 
@@ -106,16 +106,16 @@ def test_reductions_and_aggregates():
 def test_batch_items_are_independent_and_chunking_is_invisible(monkeypatch):
     x, y = torch.rand(5, 3, 40, 40, dtype=torch.float64), torch.rand(5, 3, 40, 40, dtype=torch.float64)
     x.requires_grad_()
-    full = local_phase_loss(x, y, 16, 4, reduction="none")
+    full = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")
     (g_full,) = torch.autograd.grad(full.sum(), x)
     import stftblur.losses.local_phase as lp
 
     monkeypatch.setattr(lp, "_CPU_CHUNK_COEFFS", 1)  # one image-channel per chunk
-    chunked = local_phase_loss(x, y, 16, 4, reduction="none")
+    chunked = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")
     (g_chunk,) = torch.autograd.grad(chunked.sum(), x)
     assert torch.allclose(full, chunked, rtol=1e-12)
     assert torch.allclose(g_full, g_chunk, rtol=1e-12)
-    single = torch.stack([local_phase_loss(x[i : i + 1], y[i : i + 1], 16, 4) for i in range(5)])
+    single = torch.stack([local_phase_loss(x[i : i + 1], y[i : i + 1], window_size=16, stride=4) for i in range(5)])
     assert torch.allclose(full, single, rtol=1e-12)
 
 
@@ -128,7 +128,7 @@ def test_gradcheck_every_option(distance, weighting, transform):
     y = torch.rand(2, 2, 10, 11, dtype=torch.float64, requires_grad=True)
 
     def f(a, b):
-        return local_phase_loss(a, b, 6, 2, phase_distance=distance, frequency_weighting=weighting,
+        return local_phase_loss(a, b, window_size=6, stride=2, phase_distance=distance, frequency_weighting=weighting,
                                 transform=transform, reduction="none", eps=1e-8)
 
     # fast_mode checks random projections of the Jacobian: the full matrix for 18 options
@@ -141,7 +141,7 @@ def test_gradcheck_full_jacobian(distance):
     x = torch.rand(1, 1, 8, 9, dtype=torch.float64, requires_grad=True)
     y = torch.rand(1, 1, 8, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda a, b: local_phase_loss(a, b, 4, 2, phase_distance=distance, eps=1e-8), (x, y)
+        lambda a, b: local_phase_loss(a, b, window_size=4, stride=2, phase_distance=distance, eps=1e-8), (x, y)
     )
 
 
@@ -152,7 +152,7 @@ def test_gradcheck_windows_global_mode_and_zero_patches(window):
     x[..., :6, :6] = 0.0  # a patch that is exactly zero in both images
     y[..., :6, :6] = 0.0
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, 6, 6, window=window), (x,))
+    assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, window_size=6, stride=6, window=window), (x,))
     assert torch.autograd.gradcheck(lambda a: fourier_loss(a, y), (x,), fast_mode=True)
 
 
@@ -187,7 +187,7 @@ def test_phase_gradient_is_capped_near_zero_amplitude():
     # gradient grows like 1/|F|; the safe one is bounded by lambda * W / eps per coefficient.
     y = torch.rand(1, 1, 16, 16, dtype=torch.float64)
     x = (1e-9 * torch.rand(1, 1, 16, 16, dtype=torch.float64)).requires_grad_()
-    (g,) = torch.autograd.grad(local_phase_loss(x, y, 16, 16, amplitude_weight=0.0, eps=1e-4, aggregate="sum"), x)
+    (g,) = torch.autograd.grad(local_phase_loss(x, y, window_size=16, stride=16, amplitude_weight=0.0, eps=1e-4, aggregate="sum"), x)
     assert torch.isfinite(g).all()
     assert g.abs().max() < 3.0 / 1e-4 * 16 * 16
 
@@ -219,7 +219,7 @@ def test_module_config_roundtrip_and_repr():
 
 def test_fourier_loss_is_global_local_phase_loss():
     x, y = torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
-    assert torch.allclose(fourier_loss(x, y), local_phase_loss(x, y, None, window=None, phase_weight=1.0))
+    assert torch.allclose(fourier_loss(x, y), local_phase_loss(x, y, window_size=None, window=None, phase_weight=1.0))
 
 
 def test_penalises_blur_more_than_l1_does():

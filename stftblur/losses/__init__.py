@@ -1,7 +1,15 @@
-"""Differentiable losses (functional form and nn.Module for each)."""
+"""Differentiable losses (functional form and nn.Module for each) and the local-phase options."""
 
-from stftblur.losses.local_phase import (
+from stftblur.losses.config import (
+    AGGREGATES,
+    FREQUENCY_WEIGHTINGS,
+    PHASE_DISTANCES,
     PRESETS,
+    TRANSFORMS,
+    WINDOWS,
+    LocalPhaseConfig,
+)
+from stftblur.losses.local_phase import (
     FourierLoss,
     LocalPhaseLoss,
     fourier_loss,
@@ -11,7 +19,13 @@ from stftblur.losses.local_phase import (
 from stftblur.losses.ssim import SSIMLoss, ssim_loss
 
 __all__ = [
+    "AGGREGATES",
+    "FREQUENCY_WEIGHTINGS",
+    "PHASE_DISTANCES",
     "PRESETS",
+    "TRANSFORMS",
+    "WINDOWS",
+    "LocalPhaseConfig",
     "LocalPhaseLoss",
     "local_phase_loss",
     "FourierLoss",

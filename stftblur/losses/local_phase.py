@@ -1,29 +1,34 @@
-"""LocalPhaseLoss: L1 on local (STFT) amplitude and phase, weighted towards high frequencies."""
+"""LocalPhaseLoss: L1 on local (STFT) amplitude and phase, weighted towards high frequencies.
+
+The options are those of :class:`~stftblur.losses.LocalPhaseConfig`; :class:`FourierLoss` is
+the variant with one window over the whole image.
+"""
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Optional, Tuple, Union
+import inspect
+import warnings
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from stftblur._checks import (
-    check_choice,
-    check_pair,
-    check_positive_float,
-    check_positive_int,
-    check_reduction,
-    reduce,
+from stftblur._checks import check_choice, check_pair, check_reduction, reduce
+from stftblur.losses.config import (  # noqa: F401 (AGGREGATES ... are re-exported for compatibility)
+    AGGREGATES,
+    FREQUENCY_WEIGHTINGS,
+    PHASE_DISTANCES,
+    PRESETS,
+    TRANSFORMS,
+    LocalPhaseConfig,
+    WeightSpec,
+    format_options,
+    options_signature,
 )
 from stftblur.transforms import StftPlan, WindowSpec, make_window, resolve_window_size
 
-WeightSpec = Union[str, torch.Tensor]
-
-PHASE_DISTANCES = ("wrapped", "raw", "cosine")
-FREQUENCY_WEIGHTINGS = ("linear", "product", "none")
-AGGREGATES = ("mean", "sum")
-TRANSFORMS = ("2d", "rows")
+__all__ = ["FourierLoss", "LocalPhaseLoss", "fourier_loss", "frequency_weights", "local_phase_loss"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -237,22 +242,54 @@ class _LocalPhaseFunction(torch.autograd.Function):
         ) + (None,) * 10
 
 
+
+# The positional order of the options before they became keyword-only (accepted, with a
+# DeprecationWarning, for one release).
+_LEGACY_ORDER = (
+    "window_size", "stride", "phase_weight", "amplitude_weight", "frequency_weighting", "phase_distance",
+    "window", "reduction", "aggregate", "normalized", "transform", "phase_offset", "eps",
+)
+_LEGACY_FOURIER_ORDER = (
+    "phase_weight", "amplitude_weight", "frequency_weighting", "phase_distance", "reduction", "aggregate", "normalized",
+)
+_DEFAULT = LocalPhaseConfig()
+
+
+def _legacy_positional(args: Tuple[Any, ...], order: Tuple[str, ...], kwargs: Dict[str, Any], where: str) -> None:
+    """Move options passed by position into ``kwargs`` (deprecated)."""
+    if not args:
+        return
+    if len(args) > len(order):
+        raise TypeError(f"{where} takes at most {len(order)} options by position, got {len(args)}")
+    names = order[: len(args)]
+    twice = sorted(set(names) & set(kwargs))
+    if twice:
+        raise TypeError(f"{where} got multiple values for {twice}")
+    warnings.warn(
+        f"passing {', '.join(names)} to {where} by position is deprecated; pass them by keyword "
+        f"(e.g. {names[0]}={args[0]!r})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    kwargs.update(zip(names, args))
+
+
+def _resolve(config: Optional[LocalPhaseConfig], options: Dict[str, Any], base: LocalPhaseConfig) -> LocalPhaseConfig:
+    """``config`` (default ``base``) with ``options`` applied, validated."""
+    if config is None:
+        config = base
+    elif not isinstance(config, LocalPhaseConfig):
+        raise TypeError(f"config must be a LocalPhaseConfig, got {type(config).__name__}")
+    return config.replace(**options) if options else config
+
+
 def local_phase_loss(
     input: torch.Tensor,
     target: torch.Tensor,
-    window_size: Optional[int] = 16,
-    stride: int = 4,
-    phase_weight: float = 3.0,
-    amplitude_weight: float = 1.0,
-    frequency_weighting: WeightSpec = "linear",
-    phase_distance: str = "wrapped",
-    window: WindowSpec = "hann",
+    *args: Any,
+    config: Optional[LocalPhaseConfig] = None,
     reduction: str = "mean",
-    aggregate: str = "mean",
-    normalized: bool = True,
-    transform: str = "2d",
-    phase_offset: float = 0.0,
-    eps: float = 1e-4,
+    **options: Any,
 ) -> torch.Tensor:
     r"""Local phase and amplitude loss on the short-time Fourier transforms of two images.
 
@@ -265,6 +302,11 @@ def local_phase_loss(
     is the paper's :math:`L_{freq}` (section 3.1) with ``aggregate="sum"``.
 
     Convention:
+        The options after the two tensors are keyword-only: those of
+        :class:`~stftblur.losses.LocalPhaseConfig` (defaults, choices and their meaning are
+        documented there), given one by one, as a ``config``, or both (``config`` with single
+        options replaced). ``reduction`` combines the images (``"none"`` gives shape (B,)).
+
         ``phase_distance="wrapped"`` is :math:`|\angle(F_o \overline{F_i})| \in [0, \pi]`, the
         shortest angle between the two phases (no :math:`2\pi` jumps); it is 0 where either
         coefficient is exactly 0, which has no phase. ``"raw"`` is
@@ -276,8 +318,7 @@ def local_phase_loss(
         ones; a tensor is broadcast against the (P, Q) coefficient grid. With
         ``normalized=True`` the transform is divided by the window's sum, so amplitudes are in
         units of pixel intensity and the balance of amplitude and phase does not depend on the
-        window size. ``aggregate`` combines the coefficients of one image (mean or sum);
-        ``reduction`` combines the images (``"none"`` gives shape (B,)).
+        window size. ``aggregate`` combines the coefficients of one image (mean or sum).
 
         The phase of a coefficient is not differentiable at zero amplitude, where its gradient
         :math:`i F / |F|^2` diverges. The backward pass uses :math:`i F / \max(|F|^2,
@@ -290,22 +331,10 @@ def local_phase_loss(
     Args:
         input: output images, shape (B, C, H, W), floating point.
         target: reference images of the same shape.
-        window_size: STFT window side; None for one window over the whole image (global DFT).
-        stride: step between windows.
-        phase_weight: :math:`\lambda`, the weight of the phase term.
-        amplitude_weight: :math:`\alpha`, the weight of the amplitude term.
-        frequency_weighting: ``"linear"``, ``"product"``, ``"none"`` or a tensor.
-        phase_distance: ``"wrapped"``, ``"raw"`` or ``"cosine"``.
-        window: ``"hann"`` (periodic), ``"sqrt-hann"``, ``None`` or a tensor; see
-            :func:`stftblur.make_window`.
+        config: a :class:`~stftblur.losses.LocalPhaseConfig` (default: its defaults).
         reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over the batch.
-        aggregate: ``"mean"`` | ``"sum"`` over the coefficients of one image.
-        normalized: divide the transform by the window's sum.
-        transform: ``"2d"`` (:func:`stftblur.stft2d`) or ``"rows"`` (the authors' code: a 1-D
-            FFT along the first ``window_size // 2`` rows of every un-windowed patch, first
-            ``window_size // 2`` frequencies).
-        phase_offset: :math:`\delta`, added to the real part before taking angles (``"raw"``).
-        eps: amplitude below which the phase gradient is tapered.
+        **options: single options of :class:`~stftblur.losses.LocalPhaseConfig`, e.g.
+            ``window_size=8``; they replace those of ``config``.
 
     Returns:
         The loss: a scalar, or shape (B,) with ``reduction="none"``.
@@ -316,34 +345,42 @@ def local_phase_loss(
         >>> output = target.clone().requires_grad_()
         >>> local_phase_loss(output, target)
         tensor(0., grad_fn=<MeanBackward0>)
-        >>> loss = local_phase_loss(output, target + 0.1 * torch.randn_like(target))
+        >>> loss = local_phase_loss(output, target + 0.1 * torch.randn_like(target), window_size=8)
         >>> loss.backward()
         >>> output.grad.shape
         torch.Size([4, 1, 28, 28])
     """
-    plan, options = _prepare(
-        input,
-        target,
-        window_size=window_size,
-        stride=stride,
-        phase_weight=phase_weight,
-        amplitude_weight=amplitude_weight,
-        phase_distance=phase_distance,
-        reduction=reduction,
-        aggregate=aggregate,
-        normalized=normalized,
-        transform=transform,
-        phase_offset=phase_offset,
-        eps=eps,
-    )
+    _legacy_positional(args, _LEGACY_ORDER, options, "local_phase_loss")
+    if "reduction" in options:  # a legacy positional reduction
+        reduction = options.pop("reduction")
+    cfg = _resolve(config, options, _DEFAULT)
+    return _local_phase_loss(input, target, cfg, reduction)
+
+
+local_phase_loss.__signature__ = options_signature(  # type: ignore[attr-defined]
+    tuple(inspect.signature(local_phase_loss).parameters.values())[:2],
+    (
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean"),
+    ),
+)
+
+
+def _local_phase_loss(input: torch.Tensor, target: torch.Tensor, cfg: LocalPhaseConfig, reduction: str) -> torch.Tensor:
+    """The loss for a validated config: check the images, build plan and constants, run."""
+    check_reduction(reduction)
+    check_pair(input, target, min_size=cfg.window_size)
+    h, w = input.shape[-2:]
+    size, stride = resolve_window_size(cfg.window_size, cfg.stride, h, w)
+    plan = StftPlan(size, stride, cfg.transform, cfg.normalized)
     dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
     b, c, h, w = input.shape
     k, l = plan.grid(h, w)
     p, q = plan.coefficient_shape()
-    scale = 1.0 / (c * k * l * p * q) if aggregate == "mean" else 1.0
-    args = (plan, window, frequency_weighting, dtype, input.device, scale,
-            options["amplitude_weight"], options["phase_weight"])
-    if isinstance(window, torch.Tensor) or isinstance(frequency_weighting, torch.Tensor):
+    scale = 1.0 / (c * k * l * p * q) if cfg.aggregate == "mean" else 1.0
+    phase_weight, amplitude_weight = float(cfg.phase_weight), float(cfg.amplitude_weight)
+    args = (plan, cfg.window, cfg.frequency_weighting, dtype, input.device, scale, amplitude_weight, phase_weight)
+    if isinstance(cfg.window, torch.Tensor) or isinstance(cfg.frequency_weighting, torch.Tensor):
         win, w_val, w_amp, w_ph = _constants(*args)
     else:
         win, w_val, w_amp, w_ph = _cached_constants(*args)
@@ -356,36 +393,13 @@ def local_phase_loss(
             w_val,
             w_amp,
             w_ph,
-            options["phase_weight"],
-            options["amplitude_weight"],
-            phase_distance,
-            options["phase_offset"],
-            options["eps"],
+            phase_weight,
+            amplitude_weight,
+            cfg.phase_distance,
+            float(cfg.phase_offset),
+            float(cfg.eps),
         )
     return reduce(values, reduction)
-
-
-def _prepare(input: torch.Tensor, target: torch.Tensor, **kw: Any):
-    """Validate every argument and build the plan, window and weights (cached per shape)."""
-    check_reduction(kw["reduction"])
-    check_choice(kw["phase_distance"], "phase_distance", PHASE_DISTANCES)
-    check_choice(kw["aggregate"], "aggregate", AGGREGATES)
-    check_choice(kw["transform"], "transform", TRANSFORMS)
-    options: Dict[str, float] = {
-        "phase_weight": check_positive_float(kw["phase_weight"], "phase_weight", allow_zero=True),
-        "amplitude_weight": check_positive_float(kw["amplitude_weight"], "amplitude_weight", allow_zero=True),
-        "phase_offset": check_positive_float(kw["phase_offset"], "phase_offset", allow_zero=True),
-        "eps": check_positive_float(kw["eps"], "eps"),
-    }
-    window_size = kw["window_size"]
-    if window_size is not None:
-        check_positive_int(window_size, "window_size")
-    check_pair(input, target, min_size=window_size)
-    h, w = input.shape[-2:]
-    size, stride = resolve_window_size(kw["window_size"], kw["stride"], h, w)
-    if kw["transform"] == "rows" and (size[0] < 2 or size[1] < 2):
-        raise ValueError(f"transform='rows' needs window_size >= 2, got {kw['window_size']}")
-    return StftPlan(size, stride, kw["transform"], bool(kw["normalized"])), options
 
 
 def _constants(
@@ -424,47 +438,21 @@ def _constants(
 _cached_constants = functools.lru_cache(maxsize=64)(_constants)
 
 
-PRESETS: Dict[str, Dict[str, Any]] = {
-    # Section 3.1 of the paper, read literally: 2-D STFT with a Hann window, linear frequency
-    # weighting, phase weighted higher than amplitude (lambda > 1; the released checkpoint's
-    # 0.9 : 0.1 ratio), raw phase difference, coefficients summed.
-    "paper-text": dict(
-        window_size=16,
-        stride=4,
-        phase_weight=0.9,
-        amplitude_weight=0.1,
-        frequency_weighting="linear",
-        phase_distance="raw",
-        window="hann",
-        aggregate="sum",
-        normalized=False,
-        transform="2d",
-        phase_offset=0.0,
-    ),
-    # Exactly what the authors' released code computes (author-code-notes.md).
-    "paper-code": dict(
-        window_size=16,
-        stride=4,
-        phase_weight=0.9,
-        amplitude_weight=0.1,
-        frequency_weighting="product",
-        phase_distance="raw",
-        window=None,
-        aggregate="sum",
-        normalized=False,
-        transform="rows",
-        phase_offset=1e-6,
-    ),
-    # This project's defaults (see docs/losses.md for why).
-    "default": dict(),
-}
-
-
 class LocalPhaseLoss(nn.Module):
     r"""Module form of :func:`local_phase_loss`; see there for the conventions.
 
     Args:
-        Same as :func:`local_phase_loss`.
+        config: a :class:`~stftblur.losses.LocalPhaseConfig` (default: its defaults).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over the batch.
+        **options: single options of :class:`~stftblur.losses.LocalPhaseConfig`; they replace
+            those of ``config``. Validated here, once.
+
+    Attributes:
+        options: the :class:`~stftblur.losses.LocalPhaseConfig` in use; every option is also an
+            attribute (``loss.window_size``).
+        reduction: the batch reduction.
+        config: the options and ``reduction`` as a dict, so that ``type(loss)(**loss.config)``
+            is the same loss.
 
     Shape:
         - input: (B, C, H, W)
@@ -477,109 +465,82 @@ class LocalPhaseLoss(nn.Module):
         >>> x = torch.rand(2, 3, 32, 32, requires_grad=True)
         >>> criterion(x, torch.rand(2, 3, 32, 32)).backward()
         >>> LocalPhaseLoss.from_preset("paper-code")
-        LocalPhaseLoss(window_size=16, stride=4, phase_weight=0.9, amplitude_weight=0.1, frequency_weighting='product', phase_distance='raw', window=None, reduction='mean', aggregate='sum', normalized=False, transform='rows', phase_offset=1e-06, eps=0.0001)
+        LocalPhaseLoss(window_size=16, stride=4, phase_weight=0.9, amplitude_weight=0.1, frequency_weighting='product', phase_distance='raw', window=None, aggregate='sum', normalized=False, transform='rows', phase_offset=1e-06, eps=0.0001, reduction='mean')
     """
 
-    def __init__(
-        self,
-        window_size: Optional[int] = 16,
-        stride: int = 4,
-        phase_weight: float = 3.0,
-        amplitude_weight: float = 1.0,
-        frequency_weighting: WeightSpec = "linear",
-        phase_distance: str = "wrapped",
-        window: WindowSpec = "hann",
-        reduction: str = "mean",
-        aggregate: str = "mean",
-        normalized: bool = True,
-        transform: str = "2d",
-        phase_offset: float = 0.0,
-        eps: float = 1e-4,
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        check_choice(phase_distance, "phase_distance", PHASE_DISTANCES)
-        check_choice(aggregate, "aggregate", AGGREGATES)
-        check_choice(transform, "transform", TRANSFORMS)
-        if isinstance(frequency_weighting, str):
-            check_choice(frequency_weighting, "frequency_weighting", FREQUENCY_WEIGHTINGS)
-        self.window_size = window_size
-        self.stride = stride
-        self.phase_weight = phase_weight
-        self.amplitude_weight = amplitude_weight
-        self.frequency_weighting = frequency_weighting
-        self.phase_distance = phase_distance
-        self.window = window
-        self.reduction = reduction
-        self.aggregate = aggregate
-        self.normalized = normalized
-        self.transform = transform
-        self.phase_offset = phase_offset
-        self.eps = eps
+    #: The configuration that ``options`` start from (subclasses such as :class:`FourierLoss`
+    #: change it).
+    default_options: LocalPhaseConfig = _DEFAULT
+    _legacy_order: Tuple[str, ...] = _LEGACY_ORDER
 
-    _CONFIG_KEYS = (
-        "window_size",
-        "stride",
-        "phase_weight",
-        "amplitude_weight",
-        "frequency_weighting",
-        "phase_distance",
-        "window",
-        "reduction",
-        "aggregate",
-        "normalized",
-        "transform",
-        "phase_offset",
-        "eps",
-    )
+    def __init__(self, *args: Any, config: Optional[LocalPhaseConfig] = None, reduction: str = "mean",
+                 **options: Any) -> None:
+        super().__init__()
+        _legacy_positional(args, self._legacy_order, options, type(self).__name__)
+        if "reduction" in options:
+            reduction = options.pop("reduction")
+        check_reduction(reduction)
+        self.options = self._make_options(config, options)
+        self.reduction = reduction
+
+    def _make_options(self, config: Optional[LocalPhaseConfig], options: Dict[str, Any]) -> LocalPhaseConfig:
+        return _resolve(config, options, self.default_options)
 
     @property
     def config(self) -> Dict[str, Any]:
-        """The constructor arguments, so that ``LocalPhaseLoss(**loss.config)`` is the same loss."""
-        return {k: getattr(self, k) for k in self._CONFIG_KEYS}
+        """The options and ``reduction``, so that ``type(loss)(**loss.config)`` is the same loss."""
+        return {**self.options.to_dict(), "reduction": self.reduction}
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "LocalPhaseLoss":
         """A loss configured as ``"paper-text"``, ``"paper-code"`` or ``"default"``.
 
-        ``overrides`` replace single arguments of the preset, e.g. ``window_size=8``.
+        ``overrides`` replace single options of the preset, e.g. ``window_size=8``
+        (``reduction`` too).
 
         Examples:
             >>> LocalPhaseLoss.from_preset("paper-text").window
             'hann'
         """
         check_choice(name, "preset", tuple(PRESETS))
-        return cls(**{**PRESETS[name], **overrides})
+        reduction = overrides.pop("reduction", "mean")
+        return cls(config=LocalPhaseConfig.from_preset(name, **overrides), reduction=reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return local_phase_loss(input, target, **self.config)
+        return _local_phase_loss(input, target, self.options, self.reduction)
 
     def extra_repr(self) -> str:
-        return ", ".join(
-            f"{k}={v!r}" if not isinstance(v, torch.Tensor) else f"{k}=<tensor {tuple(v.shape)}>"
-            for k, v in self.config.items()
-        )
+        return format_options(self.config)
+
+
+def _option_property(name: str) -> property:
+    return property(lambda self: getattr(self.options, name), doc=f"The ``{name}`` option (read-only).")
+
+
+for _name in LocalPhaseConfig.field_names():
+    setattr(LocalPhaseLoss, _name, _option_property(_name))
+del _name
 
 
 def fourier_loss(
     input: torch.Tensor,
     target: torch.Tensor,
-    phase_weight: float = 1.0,
-    amplitude_weight: float = 1.0,
-    frequency_weighting: WeightSpec = "linear",
-    phase_distance: str = "wrapped",
+    *args: Any,
+    config: Optional[LocalPhaseConfig] = None,
     reduction: str = "mean",
-    aggregate: str = "mean",
-    normalized: bool = True,
+    **options: Any,
 ) -> torch.Tensor:
     r"""Global Fourier amplitude + phase loss (one window covering the whole image).
 
     The "DFT+SSIM" row of the paper's Table 1 and the Fourier-space loss of Fuoli et al. (2021):
-    :func:`local_phase_loss` with ``window_size=None`` and no window (boxcar).
+    :func:`local_phase_loss` with the options of
+    :meth:`LocalPhaseConfig.fourier() <stftblur.losses.LocalPhaseConfig.fourier>`:
+    ``window_size=None`` and no window.
 
     Convention:
         As :func:`local_phase_loss`; equal amplitude and phase weights by default, as Fuoli et
-        al. With ``normalized=True`` the DFT is divided by H * W.
+        al. With ``normalized=True`` the DFT is divided by H * W. ``window_size``, ``stride``
+        and ``window`` cannot be set.
 
     Examples:
         >>> import torch
@@ -587,51 +548,51 @@ def fourier_loss(
         >>> fourier_loss(x, x)
         tensor(0.)
     """
-    return local_phase_loss(
-        input,
-        target,
-        window_size=None,
-        phase_weight=phase_weight,
-        amplitude_weight=amplitude_weight,
-        frequency_weighting=frequency_weighting,
-        phase_distance=phase_distance,
-        window=None,
-        reduction=reduction,
-        aggregate=aggregate,
-        normalized=normalized,
-    )
+    _legacy_positional(args, _LEGACY_FOURIER_ORDER, options, "fourier_loss")
+    if "reduction" in options:
+        reduction = options.pop("reduction")
+    cfg = LocalPhaseConfig.fourier(**options) if config is None else _check_fourier(config).replace(**options)
+    return _local_phase_loss(input, target, cfg, reduction)
 
 
-class FourierLoss(nn.Module):
-    """Module form of :func:`fourier_loss`.
+fourier_loss.__signature__ = options_signature(  # type: ignore[attr-defined]
+    tuple(inspect.signature(fourier_loss).parameters.values())[:2],
+    (
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean"),
+    ),
+    defaults=LocalPhaseConfig.fourier(),
+    exclude=("window_size", "stride", "window"),
+)
+
+
+def _check_fourier(config: LocalPhaseConfig) -> LocalPhaseConfig:
+    if not isinstance(config, LocalPhaseConfig):
+        raise TypeError(f"config must be a LocalPhaseConfig, got {type(config).__name__}")
+    if config.window_size is not None or config.window is not None:
+        raise ValueError(
+            "a Fourier loss has one window over the whole image and no analysis window; got "
+            f"window_size={config.window_size!r}, window={config.window!r} (use LocalPhaseConfig.fourier())"
+        )
+    return config
+
+
+class FourierLoss(LocalPhaseLoss):
+    """Module form of :func:`fourier_loss`: a :class:`LocalPhaseLoss` whose options start from
+    :meth:`LocalPhaseConfig.fourier() <stftblur.losses.LocalPhaseConfig.fourier>`.
 
     Examples:
         >>> import torch
         >>> FourierLoss()(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28)).shape
         torch.Size([])
+        >>> FourierLoss(phase_weight=2.0).options.window_size is None
+        True
     """
 
-    def __init__(
-        self,
-        phase_weight: float = 1.0,
-        amplitude_weight: float = 1.0,
-        frequency_weighting: WeightSpec = "linear",
-        phase_distance: str = "wrapped",
-        reduction: str = "mean",
-        aggregate: str = "mean",
-        normalized: bool = True,
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.kwargs = dict(
-            phase_weight=phase_weight,
-            amplitude_weight=amplitude_weight,
-            frequency_weighting=frequency_weighting,
-            phase_distance=phase_distance,
-            reduction=reduction,
-            aggregate=aggregate,
-            normalized=normalized,
-        )
+    default_options = LocalPhaseConfig.fourier()
+    _legacy_order = _LEGACY_FOURIER_ORDER
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return fourier_loss(input, target, **self.kwargs)
+    def _make_options(self, config: Optional[LocalPhaseConfig], options: Dict[str, Any]) -> LocalPhaseConfig:
+        if config is None:
+            return LocalPhaseConfig.fourier(**options)
+        return _check_fourier(config).replace(**options)

@@ -27,14 +27,15 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from stftblur._checks import check_choice, check_positive_float, check_positive_int
-from stftblur.losses import PRESETS, LocalPhaseLoss
-from stftblur.losses.local_phase import AGGREGATES, FREQUENCY_WEIGHTINGS, PHASE_DISTANCES, TRANSFORMS
+from stftblur._checks import check_choice, check_positive_float
+from stftblur.losses import PRESETS, LocalPhaseConfig, LocalPhaseLoss
 from stftblur.metrics import ssim
 
+__all__ = ["DEFAULT_FREQ_WEIGHTS", "FREQ_PRESETS", "LOSSES", "ObjectiveConfig", "VAEObjective", "kl_divergence"]
+
 LOSSES = ("l2", "l1", "ssim", "dft+ssim", "ours", "ffl")
-FREQ_PRESETS = ("paper-code", "paper-text", "default")
-WINDOWS = ("hann", "sqrt-hann", "none")
+#: The presets of the frequency term, the objective's default (the authors' code) first.
+FREQ_PRESETS = ("paper-code",) + tuple(p for p in PRESETS if p != "paper-code")
 
 # Weight of the frequency term when --freq-weight is not given. 0.0015 is the authors'
 # coefficient (checkpoint name "0.1_0.9_0.0015_16_4"), used for both paper presets. The project's
@@ -44,19 +45,9 @@ WINDOWS = ("hann", "sqrt-hann", "none")
 # paper-code term's (0.24-0.44): evals/freq_weight_scale.py, docs/vae.md.
 DEFAULT_FREQ_WEIGHTS = {"paper-code": 0.0015, "paper-text": 0.0015, "default": 5.0}
 
-_FREQ_OPTIONS = (
-    "phase_weight",
-    "amplitude_weight",
-    "window_size",
-    "stride",
-    "window",
-    "phase_distance",
-    "frequency_weighting",
-    "aggregate",
-    "normalized",
-    "transform",
-    "phase_offset",
-)
+# The options of the frequency term that a run may override: every LocalPhaseConfig option but
+# eps (fixed at its default, and not part of config.json).
+_FREQ_OPTIONS = tuple(name for name in LocalPhaseConfig.field_names() if name != "eps")
 _USED_BY = {
     "pixel_weight": ("l2", "l1", "ffl"),
     "ssim_weight": ("ssim", "dft+ssim", "ours"),
@@ -83,7 +74,8 @@ class ObjectiveConfig:
             configuration, see :data:`stftblur.losses.PRESETS`.
         phase_weight, amplitude_weight, window_size, stride, window, phase_distance,
             frequency_weighting, aggregate, normalized, transform, phase_offset: override one
-            option of the preset (``window="none"`` for no window).
+            option of the preset (see :class:`~stftblur.losses.LocalPhaseConfig`; ``None``
+            here means "the preset's value", so no window is ``window="none"``).
         ffl_weight: weight of the focal frequency loss (1).
         ffl_alpha: its spectrum-weight exponent alpha (1).
 
@@ -122,35 +114,21 @@ class ObjectiveConfig:
                 raise ValueError(
                     f"{name} does not apply to loss {self.loss!r}; it is used by {', '.join(losses)}"
                 )
-        for name in ("pixel_weight", "ssim_weight", "freq_weight", "phase_weight", "amplitude_weight",
-                     "phase_offset", "ffl_weight", "ffl_alpha"):
+        for name in ("pixel_weight", "ssim_weight", "freq_weight", "ffl_weight", "ffl_alpha"):
             if getattr(self, name) is not None:
                 check_positive_float(getattr(self, name), name, allow_zero=True)
-        for name in ("window_size", "stride"):
-            if getattr(self, name) is not None:
-                check_positive_int(getattr(self, name), name)
-        for name, choices in (
-            ("preset", FREQ_PRESETS),
-            ("window", WINDOWS),
-            ("phase_distance", PHASE_DISTANCES),
-            ("frequency_weighting", FREQUENCY_WEIGHTINGS),
-            ("aggregate", AGGREGATES),
-            ("transform", TRANSFORMS),
-        ):
-            if getattr(self, name) is not None:
-                check_choice(getattr(self, name), name, choices)
-        if self.normalized is not None and not isinstance(self.normalized, bool):
-            raise TypeError(f"normalized must be a bool, got {type(self.normalized).__name__}")
+        if self.preset is not None:
+            check_choice(self.preset, "preset", FREQ_PRESETS)
         if self.loss in ("dft+ssim", "ours"):
-            freq = self.frequency_options()
-            if freq["transform"] == "rows" and freq["window"] is not None:
+            freq = self.frequency_config()  # validates every override (LocalPhaseConfig)
+            if freq.transform == "rows" and freq.window is not None:
                 raise ValueError(
-                    f"window={freq['window']!r} has no effect with transform='rows' (the authors' "
+                    f"window={freq.window!r} has no effect with transform='rows' (the authors' "
                     f"un-windowed row FFT); use window='none', or transform='2d' for a windowed STFT"
                 )
 
-    def frequency_options(self, image_size: int = 28) -> Dict[str, Any]:
-        """The :class:`~stftblur.losses.LocalPhaseLoss` arguments of the frequency term.
+    def frequency_config(self, image_size: int = 28) -> LocalPhaseConfig:
+        """The :class:`~stftblur.losses.LocalPhaseConfig` of the frequency term.
 
         ``dft+ssim`` defaults to one window covering the whole ``image_size`` image, stride 1, no
         analysis window (a global DFT). With the paper-code preset this is the authors' row
@@ -158,19 +136,23 @@ class ObjectiveConfig:
         14 width-frequencies (the lower half of the image is never compared).
 
         Examples:
+            >>> ObjectiveConfig("ours", preset="default", window="none").frequency_config().window is None
+            True
+        """
+        config = LocalPhaseConfig.from_preset(self.preset or "paper-code")
+        if self.loss == "dft+ssim":
+            config = config.replace(window_size=image_size, stride=1, window=None)
+        return config.replace(**{name: getattr(self, name) for name in _FREQ_OPTIONS if getattr(self, name) is not None})
+
+    def frequency_options(self, image_size: int = 28) -> Dict[str, Any]:
+        """:meth:`frequency_config` as a dict without ``eps`` (what config.json records).
+
+        Examples:
             >>> ObjectiveConfig("ours", preset="default", window="none").frequency_options()["window"] is None
             True
         """
-        preset = self.preset or "paper-code"
-        opts: Dict[str, Any] = {**LocalPhaseLoss().config, **PRESETS[preset]}
-        opts.pop("reduction", None)
-        opts.pop("eps", None)
-        if self.loss == "dft+ssim":
-            opts.update(window_size=image_size, stride=1, window=None)
-        for name in _FREQ_OPTIONS:
-            value = getattr(self, name)
-            if value is not None:
-                opts[name] = None if (name == "window" and value == "none") else value
+        opts = self.frequency_config(image_size).to_dict()
+        opts.pop("eps")
         return opts
 
     def resolved(self, image_size: int = 28) -> Dict[str, Any]:
@@ -245,7 +227,7 @@ class VAEObjective(nn.Module):
         s = self.settings
         self.frequency: Optional[LocalPhaseLoss] = None
         if s["frequency"] is not None:
-            self.frequency = LocalPhaseLoss(**s["frequency"], reduction="mean")
+            self.frequency = LocalPhaseLoss(config=config.frequency_config(image_size), reduction="mean")
         self.ffl: Optional[nn.Module] = None
         if config.loss == "ffl":
             from focal_frequency_loss import FocalFrequencyLoss
