@@ -373,7 +373,7 @@ def test_plot_writes_a_png(tmp_path):
     assert bottom.get_xlabel() == "spatial frequency (cycles per pixel)"
     assert top.get_yscale() == "log" and "dB" in bottom.get_ylabel()
     labels = [t.get_text() for t in top.get_legend().get_texts()]
-    assert labels[0] == "real (8)" and labels[1].startswith("blur 0.7 (8), deficit ") and labels[1].endswith(" dB")
+    assert labels[0] == "real (n=8)" and labels[1].startswith("blur 0.7 (n=8), deficit ") and labels[1].endswith(" dB")
     path = tmp_path / "spectra.png"
     fig.savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Tuple, Union
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 import torch
 
@@ -531,8 +532,9 @@ def plot_spectra(
 
     Convention:
         Top panel: mean power (log scale) against the bin centres in cycles per pixel, for the
-        reference (black) and every set. Bottom panel: ``10 log10(power / reference power)`` per
-        bin, 0 dB for the reference; below 0 means less power than the reference (blur). With a
+        reference (black) and every set, with each set's number of images in the legend.
+        Bottom panel: ``10 log10(power / reference power)`` per bin, 0 dB for the reference;
+        below 0 means less power than the reference (blur). With a
         ``band``, it is shaded and every set's legend entry gives its :func:`spectral_deficit`
         over it. The figure is a plain :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot,
         no screen needed); save it with ``fig.savefig("spectra.png")``.
@@ -570,7 +572,7 @@ def plot_spectra(
     fig = Figure(figsize=(7.0, 6.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax_p, ax_r = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    ax_p.semilogy(ref_freqs, ref_power, color="black", linewidth=2.0, label=f"{reference_label} ({reference.n_images})")
+    ax_p.semilogy(ref_freqs, ref_power, color="black", linewidth=2.0, label=f"{reference_label} (n={reference.n_images})")
     ax_r.axhline(0.0, color="black", linewidth=2.0)
     for label, spectrum in spectra.items():
         if not isinstance(spectrum, RadialPowerSpectrum):
@@ -581,7 +583,7 @@ def plot_spectra(
                 f"{reference.size} and {reference.n_bins}; they must agree"
             )
         power = spectrum.power.detach().cpu().double().numpy()
-        legend = f"{label} ({spectrum.n_images})"
+        legend = f"{label} (n={spectrum.n_images})"
         if band is not None:
             deficit = spectral_deficit(spectrum, reference, band=band).deficit_db
             legend += f", deficit {deficit:.2f} dB"
