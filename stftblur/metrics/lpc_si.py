@@ -1,9 +1,11 @@
 """No-reference sharpness: the local phase coherence sharpness index (LPC-SI).
 
 R. Hassen, Z. Wang and M. M. A. Salama, "Image Sharpness Assessment Based on Local Phase
-Coherence", IEEE Transactions on Image Processing 22(7), 2013. The definition here follows the
-authors' reference MATLAB implementation (``lpc_si.m``, with Peter Kovesi's log-Gabor filter
-bank) number for number; see ``docs/metrics.md`` for the accuracy measured against it.
+Coherence", IEEE Transactions on Image Processing 22(7), 2013. Written in PyTorch from the
+published definition and validated against values computed by the authors' reference MATLAB
+implementation (``lpc_si.m``, with Peter Kovesi's log-Gabor filter bank), which it matches number
+for number; no part of that MATLAB code is in this project. See ``docs/metrics.md`` (accuracy,
+provenance).
 """
 
 from __future__ import annotations
