@@ -1,6 +1,18 @@
-"""Blur and fidelity metrics."""
+"""Blur and fidelity metrics, and the registry that names them for evaluation."""
 
+from stftblur.metrics._registry import METRICS, Metric, get_metric, register_metric
 from stftblur.metrics.fidelity import psnr, ssim, ssim_map
 from stftblur.metrics.lpc_si import LPCSI, blur_effect, lpc_si
 
-__all__ = ["psnr", "ssim", "ssim_map", "lpc_si", "LPCSI", "blur_effect"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "ssim_map",
+    "lpc_si",
+    "LPCSI",
+    "blur_effect",
+    "METRICS",
+    "Metric",
+    "get_metric",
+    "register_metric",
+]
