@@ -592,7 +592,28 @@ class FourierLoss(LocalPhaseLoss):
     default_options = LocalPhaseConfig.fourier()
     _legacy_order = _LEGACY_FOURIER_ORDER
 
+    def __init__(self, *args: Any, config: Optional[LocalPhaseConfig] = None, reduction: str = "mean",
+                 **options: Any) -> None:
+        super().__init__(*args, config=config, reduction=reduction, **options)
+
     def _make_options(self, config: Optional[LocalPhaseConfig], options: Dict[str, Any]) -> LocalPhaseConfig:
         if config is None:
             return LocalPhaseConfig.fourier(**options)
         return _check_fourier(config).replace(**options)
+
+
+
+def _module_signature(defaults: LocalPhaseConfig, exclude: Tuple[str, ...] = ()) -> inspect.Signature:
+    trailing = (
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean"),
+    )
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return options_signature((self,), trailing, defaults=defaults, exclude=exclude)
+
+
+# help() and the API reference show every option of the modules (their __init__ takes **options).
+LocalPhaseLoss.__init__.__signature__ = _module_signature(_DEFAULT)  # type: ignore[attr-defined]
+FourierLoss.__init__.__signature__ = _module_signature(  # type: ignore[attr-defined]
+    LocalPhaseConfig.fourier(), exclude=("window_size", "stride", "window")
+)

@@ -198,7 +198,7 @@ def _config_changes(old: TrainConfig, new: TrainConfig) -> List[str]:
     return changed
 
 
-def check_resumable(out_dir: PathLike, config: TrainConfig, say: Callable[[str], None] = lambda msg: None) -> None:
+def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callable[[str], None]] = None) -> None:
     """Refuse to resume the run in ``out_dir`` with a ``config`` that differs from the stored one
     in more than :data:`RESUMABLE_CHANGES`; warn (through ``say``) when the thread count differs.
 
@@ -215,6 +215,7 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Callable[[str],
     """
     out = Path(out_dir)
     stored = load_run_config(out)
+    say = say or (lambda msg: None)
     stored_threads = json.loads((out / CONFIG_FILE).read_text()).get("torch_threads")
     if stored_threads is not None and stored_threads != torch.get_num_threads():
         say(f"warning: {out} ran with {stored_threads} torch threads, this process has "
