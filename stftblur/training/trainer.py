@@ -149,8 +149,8 @@ def train_vae(
 
     Args:
         config: the run's configuration. With ``resume`` it must equal the stored one, except
-            for the fields in :data:`RESUMABLE_CHANGES`.
-        out_dir: the run directory (see the module docstring for its layout).
+            for the fields in :data:`~stftblur.training.run_dir.RESUMABLE_CHANGES`.
+        out_dir: the run directory (see :mod:`stftblur.training.run_dir` for its layout).
         resume: continue the run stored in ``out_dir`` (a new run is started when it holds
             no checkpoint yet).
         force: replace the train-vae run in ``out_dir``.
