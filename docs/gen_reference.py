@@ -23,7 +23,10 @@ MODULES = [
     ("stftblur.models", "Models"),
     ("stftblur.data", "Data"),
     ("stftblur.training", "Training"),
-    ("stftblur.evaluate", "Folder evaluation"),
+    ("stftblur.training.run_dir", "Run directory"),
+    ("stftblur.io", "Image files"),
+    ("stftblur.evaluation", "Folder evaluation"),
+    ("stftblur.errors", "Errors"),
 ]
 
 

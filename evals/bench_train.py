@@ -40,9 +40,9 @@ from stftblur.training import (  # noqa: E402
     VAEObjective,
     make_optimizer,
     train_step,
-    tune_allocator,
 )
 from stftblur.models import create_vae  # noqa: E402
+from stftblur_cli._process import tune_allocator  # noqa: E402
 
 
 def _crop_forward(layer: torch.nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +169,7 @@ def main() -> None:
                              "NCHW, foreach Adam), interleaved with the others.")
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "results" / "bench_train.json")
     parser.add_argument("--default-allocator", action="store_true",
-                        help="Do not call stftblur.training.tune_allocator() (glibc's page-faulting defaults).")
+                        help="Do not call stftblur_cli._process.tune_allocator() (glibc's page-faulting defaults).")
     args = parser.parse_args()
     allocator_tuned = False if args.default_allocator else tune_allocator()
 

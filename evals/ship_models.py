@@ -53,7 +53,7 @@ def draw(model: torch.nn.Module, x: torch.Tensor, title: str, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from stftblur.training.export import make_grid
+    from stftblur.io import make_grid
 
     inputs = x[:32]
     recon = model.decode(model.encode(inputs)[0]).clamp(0, 1)

@@ -33,7 +33,7 @@ from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # 
 from stftblur.metrics.spectral import plot_spectra  # noqa: E402
 from stftblur.models import load_author_checkpoint, load_vae, shipped_models  # noqa: E402
 from stftblur.training.evaluation import sample_prior  # noqa: E402
-from stftblur.training.export import make_grid  # noqa: E402
+from stftblur.io import make_grid  # noqa: E402
 
 FIGURES = ROOT / "docs" / "figures"
 RESULTS = ROOT / "evals" / "results" / "vae_figure.json"

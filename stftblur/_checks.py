@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+__all__ = ["check_choice", "check_image", "check_pair", "check_positive_float", "check_positive_int", "check_reduction", "reduce"]
+
 _REDUCTIONS = ("none", "mean", "sum")
 
 

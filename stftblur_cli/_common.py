@@ -27,6 +27,24 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Co
     return decorator
 
 
+def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's input errors (every :class:`stftblur.errors.StftblurError`: a bad run
+    directory, data set, checkpoint or image file) into one-line CLI errors with exit code 2;
+    anything else keeps its traceback."""
+    import functools
+
+    from stftblur.errors import StftblurError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StftblurError as e:
+            raise CliError(str(e)) from None
+
+    return wrapper
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error."""
     import torch

@@ -9,7 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 import click
 
-from stftblur_cli._common import CliError, command, resolve_device
+from stftblur.metrics import METRICS
+from stftblur_cli._common import CliError, command, library_errors, resolve_device
 
 _NUMBER_WIDTH = 10
 
@@ -50,7 +51,7 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], force: bool) -> None:
 @command("eval")
 @click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path), help="Folder of images to evaluate (searched recursively).")
 @click.option("--reference", "reference_dir", type=click.Path(path_type=Path), help="Folder of reference images, paired by relative path: adds PSNR and SSIM.")
-@click.option("--metrics", default=None, metavar="LIST", help="Comma-separated subset of lpc_si,blur_effect,psnr,ssim. [default: lpc_si, plus psnr,ssim with --reference]")
+@click.option("--metrics", default=None, metavar="LIST", help=f"Comma-separated subset of {','.join(METRICS)}. [default: lpc_si, plus psnr,ssim with --reference]")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write per-image values, summary and settings as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write one CSV row per image.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), metavar="FILE.png", help="Draw the per-image distribution of each metric.")
@@ -59,6 +60,7 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], force: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images of equal size per batch.")
 @click.option("--skip-bad", is_flag=True, help="Exit 0 even when files are unreadable or pairs differ in size (they are still reported).")
 @click.option("--force", is_flag=True, help="Overwrite existing --json/--csv/--plot files.")
+@library_errors
 def eval_command(
     images_dir: Path,
     reference_dir: Optional[Path],
@@ -87,7 +89,7 @@ def eval_command(
     """
     import tqdm
 
-    from stftblur.evaluate import (
+    from stftblur.evaluation import (
         check_metrics,
         default_metrics,
         evaluate_inventory,

@@ -16,7 +16,7 @@ import click
 
 from stftblur.losses import LocalPhaseConfig
 from stftblur.training.objective import FREQ_PRESETS, LOSSES
-from stftblur_cli._common import CliError, command, resolve_device
+from stftblur_cli._common import CliError, command, library_errors as _library_errors, resolve_device
 
 # The choices of the frequency-term options come from LocalPhaseConfig (their one home).
 _FREQ_CHOICES = LocalPhaseConfig.CHOICES
@@ -35,8 +35,8 @@ class _Choice(click.Choice):
 
 def _setup_process(threads: Optional[int]) -> None:
     """Process-wide settings: --threads, and the allocator setting that spares each training step
-    thousands of page faults (stftblur.training.tune_allocator)."""
-    from stftblur.training import tune_allocator
+    thousands of page faults (stftblur_cli._process.tune_allocator)."""
+    from stftblur_cli._process import tune_allocator
 
     tune_allocator()
     if threads is not None:
@@ -47,23 +47,6 @@ def _setup_process(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
-def _library_errors(fn: Any) -> Any:
-    """Turn the library's input errors (bad run directory, data or checkpoint) into one-line CLI
-    errors with exit code 2; anything else keeps its traceback."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from stftblur.data import DatasetNotFoundError, IDXFormatError
-        from stftblur.models import CheckpointError
-        from stftblur.training import RunDirError
-
-        try:
-            return fn(*args, **kwargs)
-        except (RunDirError, IDXFormatError, DatasetNotFoundError, CheckpointError) as e:
-            raise CliError(str(e)) from None
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------- train-vae
@@ -190,7 +173,7 @@ def train_vae_cmd(out: Path, device: str, threads: Optional[int], resume: bool, 
 
 def _prepare_out(out: Path, force: bool, owned: List[str]) -> None:
     """Refuse a non-empty output directory unless --force and it holds only our outputs."""
-    from stftblur._io import replace_outputs
+    from stftblur._atomic import replace_outputs
 
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a directory")
@@ -224,7 +207,8 @@ def sample_cmd(checkpoint: Path, n: int, out: Path, seed: int, nrow: int, device
     background (raw output near 0) into mid-gray 0.5.
     """
     from stftblur.models import load_vae
-    from stftblur.training import sample_prior, save_grid, save_images
+    from stftblur.io import save_grid, save_images
+    from stftblur.training import sample_prior
 
     if n < 1:
         raise CliError(f"--n must be >= 1, got {n}")
@@ -307,7 +291,7 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
                                  resolve_device(device), download=not no_download)
     _print_table(result)
     if json_path is not None:
-        from stftblur._io import atomic_write_json
+        from stftblur._atomic import atomic_write_json
 
         atomic_write_json(json_path, result)
         click.echo(f"wrote {json_path}")

@@ -13,7 +13,7 @@ def one_thread() -> Iterator[None]:
     """Run on one CPU thread: with two threads, a busy neighbour process on a 2-core machine makes
     every small parallel region wait for a time slice (several times slower), and one thread also makes
     float results independent of the machine's core count."""
-    from stftblur.training import tune_allocator
+    from stftblur_cli._process import tune_allocator
 
     tune_allocator()  # spares each training step thousands of page faults (see its docstring)
     n = torch.get_num_threads()

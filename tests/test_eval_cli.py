@@ -19,7 +19,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from stftblur import lpc_si
-from stftblur.evaluate import find_images, pair_images, read_image
+from stftblur.evaluation import pair_images
+from stftblur.io import find_images, read_image
 from stftblur_cli.main import cli
 
 RNG = np.random.default_rng(0)
@@ -316,7 +317,7 @@ def test_reader_scaling_and_modes(tmp_path):
     _png16_rgb(tmp_path / "c16.png", arr16)
     images, ignored = find_images(tmp_path)
     assert "c16.png" in images and ignored == []
-    from stftblur.evaluate import probe_image
+    from stftblur.io import probe_image
 
     assert "8-bit precision" in (probe_image(tmp_path / "c16.png").note or "")
     np.testing.assert_allclose(read_image(tmp_path / "c16.png"), np.moveaxis(arr16 >> 8, -1, 0) / 255.0, rtol=1e-6)

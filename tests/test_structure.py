@@ -103,3 +103,181 @@ def test_fourier_loss_is_a_local_phase_variant() -> None:
         FourierLoss(window_size=8)
     with pytest.raises(ValueError, match="one window over the whole image"):
         fourier_loss(x, y, config=LocalPhaseConfig())
+
+
+# --------------------------------------------------------------------------- run directory
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from safetensors.torch import load_file  # noqa: E402
+
+from ._vae_support import one_thread  # noqa: E402,F401 (fixture)
+from .conftest import ROOT, require_shared  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "resume_v0"
+
+
+def _records(run: Path) -> list:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if r.get("complete_epoch", True)]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_written_before_the_restructure_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/data/resume_v0 was written by the code before the training loop was split
+    (tests/data/make_resume_fixture.py): a run stopped at step 5 of 8, and the same run trained
+    without interruption. Resuming the stopped run now must give the uninterrupted run's weights
+    and records bit for bit."""
+    from stftblur.training import load_run_config, train_vae
+
+    written = json.loads((FIXTURE / "README.json").read_text())
+    monkeypatch.setenv("STFTBLUR_DATA", str(require_shared("data", "mnist")))
+    out = tmp_path / "run"
+    shutil.copytree(FIXTURE / "stopped", out)
+    config = dataclasses.replace(load_run_config(out), max_steps=None)
+    result = train_vae(config, out, resume=True)
+    assert result.resumed_from_step == 5 and result.step == 8
+    if torch.__version__ != written["torch_version"]:
+        pytest.skip(f"the fixture was written with torch {written['torch_version']}; float results may differ")
+    expected, got = load_file(str(FIXTURE / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert expected.keys() == got.keys()
+    for k in expected:
+        assert torch.equal(expected[k], got[k]), k
+    assert _records(out) == _records(FIXTURE / "full")
+    full_summary = json.loads((FIXTURE / "full" / "summary.json").read_text())
+    assert json.loads((out / "summary.json").read_text())["metrics"] == full_summary["metrics"]
+
+
+def test_the_reproduction_checkpoints_restore_unchanged() -> None:
+    """The unfinished runs of evals/runs/ (read only here) restore through restore_checkpoint
+    into exactly the tensors and positions their train_state.pt holds."""
+    from stftblur.training import load_run_config, make_optimizer
+    from stftblur.training.run_dir import STATE_FILE, TrainingState, restore_checkpoint
+    from stftblur.models import create_vae
+
+    runs = sorted(p.parent for p in (ROOT / "evals" / "runs").glob(f"*/{STATE_FILE}"))
+    if not runs:
+        pytest.skip("no unfinished run in evals/runs")
+    for run in runs:
+        raw = torch.load(run / STATE_FILE, map_location="cpu", weights_only=False)
+        config = load_run_config(run)
+        model = create_vae(config.model)
+        opt, sched = make_optimizer(model, config)
+        state = TrainingState(model, opt, sched, torch.Generator(), torch.Generator())
+        assert restore_checkpoint(run, state) == raw["metrics_offset"]
+        assert (state.epoch, state.batch_in_epoch, state.step) == (raw["epoch"], raw["batch_in_epoch"], raw["step"])
+        assert json.loads((run / "model.json").read_text())["step"] == raw["step"]
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, raw["model"][k]), (run.name, k)
+        restored, stored = opt.state_dict(), raw["optimizer"]
+        assert restored["param_groups"] == stored["param_groups"]
+        for i, s in stored["state"].items():
+            for k, v in s.items():
+                assert torch.equal(torch.as_tensor(restored["state"][i][k]), torch.as_tensor(v)), (run.name, i, k)
+        assert sched.state_dict() == raw["scheduler"]
+        assert torch.equal(state.data_generator.get_state(), raw["data_generator"])
+        assert torch.equal(state.noise_generator.get_state(), raw["noise_generator"])
+        window = raw.get("log_window", {"sums": {}, "count": 0})  # absent in the oldest checkpoints
+        assert state.window.count == window["count"] and state.window.sums.keys() == window["sums"].keys()
+        for k, v in window["sums"].items():
+            assert torch.equal(state.window.sums[k], v)
+
+
+# --------------------------------------------------------------------------- modules, names, errors
+
+
+def test_every_public_module_declares_all() -> None:
+    import importlib
+    import pkgutil
+
+    import stftblur
+
+    for info in pkgutil.walk_packages(stftblur.__path__, "stftblur."):
+        if info.name == "stftblur.restoration":  # the benchmark leaves the library (evals/)
+            continue
+        module = importlib.import_module(info.name)
+        assert isinstance(getattr(module, "__all__", None), list), info.name
+        for name in module.__all__:
+            assert hasattr(module, name), (info.name, name)
+
+
+@pytest.mark.parametrize(
+    "old,name,new",
+    [
+        ("stftblur.evaluate", "evaluate_folder", "stftblur.evaluation"),
+        ("stftblur.evaluate", "read_image", "stftblur.io"),
+        ("stftblur.training", "save_grid", "stftblur.io"),
+        ("stftblur.training.export", "to_uint8", "stftblur.io"),
+    ],
+)
+def test_moved_names_still_work_with_a_warning(old: str, name: str, new: str) -> None:
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=f"moved to {new}.{name}"):
+        obj = getattr(importlib.import_module(old), name)
+    assert obj is getattr(importlib.import_module(new), name)
+
+
+def test_moved_metric_constants_still_work_with_a_warning() -> None:
+    import stftblur.evaluate as old
+
+    with pytest.warns(DeprecationWarning, match="stftblur.metrics.METRICS"):
+        assert old.REFERENCE_METRICS == ("psnr", "ssim")
+    with pytest.warns(DeprecationWarning):
+        assert old.SSIM_WINDOW == 11
+
+
+def test_every_library_error_has_one_base() -> None:
+    from stftblur.data import DatasetNotFoundError, IDXFormatError
+    from stftblur.errors import StftblurError
+    from stftblur.io import ImageReadError
+    from stftblur.models import CheckpointError
+    from stftblur.training import RunDirError
+
+    for error, builtin in ((DatasetNotFoundError, FileNotFoundError), (IDXFormatError, ValueError),
+                           (ImageReadError, ValueError), (CheckpointError, ValueError), (RunDirError, ValueError)):
+        assert issubclass(error, StftblurError) and issubclass(error, builtin), error
+
+
+def test_the_cli_reports_library_errors_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from stftblur_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["sample", "--checkpoint", str(tmp_path / "missing.safetensors"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- metric registry
+
+
+def test_adding_a_metric_is_one_registry_entry(tmp_path: Path) -> None:
+    """A registered metric is known to check_metrics, computed by the folder evaluation, and
+    its settings are written to the report."""
+    import numpy as np
+    from PIL import Image
+
+    from stftblur.evaluation import check_metrics, compute_metrics, evaluate_folder
+    from stftblur.metrics import METRICS, Metric, register_metric
+    from stftblur.metrics import _registry
+
+    Image.fromarray(np.full((12, 12), 51, np.uint8)).save(tmp_path / "a.png")  # 51 / 255 = 0.2
+    register_metric(Metric("mean_level", lambda x, ref: x.mean((1, 2, 3)), needs_reference=False,
+                           settings={"over": "all pixels"}))
+    try:
+        assert "mean_level" in METRICS and check_metrics(["mean_level"], False) == ("mean_level",)
+        report = evaluate_folder(tmp_path, metrics=["mean_level", "lpc_si"])
+        assert report.results[0].values["mean_level"] == pytest.approx(0.2)
+        assert report.settings["mean_level"] == {"over": "all pixels"}
+        assert compute_metrics(torch.full((2, 1, 4, 4), 0.5), metrics=["mean_level"])["mean_level"].tolist() == [0.5, 0.5]
+        with pytest.raises(ValueError, match="already registered"):
+            register_metric(Metric("mean_level", lambda x, ref: x, False, {}))
+    finally:
+        _registry._REGISTRY.pop("mean_level")
+    with pytest.raises(ValueError, match="metrics must be a non-empty selection"):
+        check_metrics(["mean_level"], False)

@@ -29,8 +29,11 @@ import numpy as np
 import torch
 
 from stftblur._checks import check_choice
-from stftblur._io import PathLike
+from stftblur._atomic import PathLike
+from stftblur.errors import StftblurError
 from stftblur.data.idx import IDXFormatError, read_idx
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "ImageSet", "SPLITS", "dataset_files", "find_dataset", "load_dataset", "user_cache_dir"]
 
 DATASETS = ("mnist", "fashion-mnist")
 SPLITS = ("train", "test")
@@ -49,7 +52,7 @@ _SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
 _SIZES = {"train": 60000, "test": 10000}
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(StftblurError, FileNotFoundError):
     """No location holds the dataset's files; the message lists every place tried and how to fix it.
 
     A subclass of :class:`FileNotFoundError`.

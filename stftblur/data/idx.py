@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stftblur._io import PathLike
+from stftblur._atomic import PathLike
+from stftblur.errors import StftblurError
+
+__all__ = ["IDXFormatError", "parse_idx", "read_idx"]
 
 # Third byte of the magic number -> element type (big-endian where it matters).
 _DTYPES = {
@@ -20,7 +23,7 @@ _DTYPES = {
 }
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(StftblurError, ValueError):
     """An IDX file that cannot be parsed (bad magic number, truncated, wrong length).
 
     Examples:

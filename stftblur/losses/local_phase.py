@@ -465,7 +465,7 @@ class LocalPhaseLoss(nn.Module):
         >>> x = torch.rand(2, 3, 32, 32, requires_grad=True)
         >>> criterion(x, torch.rand(2, 3, 32, 32)).backward()
         >>> LocalPhaseLoss.from_preset("paper-code")
-        LocalPhaseLoss(window_size=16, stride=4, phase_weight=0.9, amplitude_weight=0.1, frequency_weighting='product', phase_distance='raw', window=None, aggregate='sum', normalized=False, transform='rows', phase_offset=1e-06, eps=0.0001, reduction='mean')
+        LocalPhaseLoss(window_size=16, stride=4, phase_weight=0.9, amplitude_weight=0.1, frequency_weighting='product', phase_distance='raw', window=None, reduction='mean', aggregate='sum', normalized=False, transform='rows', phase_offset=1e-06, eps=0.0001)
     """
 
     #: The configuration that ``options`` start from (subclasses such as :class:`FourierLoss`
@@ -489,7 +489,11 @@ class LocalPhaseLoss(nn.Module):
     @property
     def config(self) -> Dict[str, Any]:
         """The options and ``reduction``, so that ``type(loss)(**loss.config)`` is the same loss."""
-        return {**self.options.to_dict(), "reduction": self.reduction}
+        options = self.options.to_dict()
+        # reduction in its place of the original signature (the repr keeps its order)
+        values = {**options, "reduction": self.reduction}
+        order = [n for n in _LEGACY_ORDER if n in values] + [n for n in values if n not in _LEGACY_ORDER]
+        return {n: values[n] for n in order}
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "LocalPhaseLoss":
@@ -592,7 +596,28 @@ class FourierLoss(LocalPhaseLoss):
     default_options = LocalPhaseConfig.fourier()
     _legacy_order = _LEGACY_FOURIER_ORDER
 
+    def __init__(self, *args: Any, config: Optional[LocalPhaseConfig] = None, reduction: str = "mean",
+                 **options: Any) -> None:
+        super().__init__(*args, config=config, reduction=reduction, **options)
+
     def _make_options(self, config: Optional[LocalPhaseConfig], options: Dict[str, Any]) -> LocalPhaseConfig:
         if config is None:
             return LocalPhaseConfig.fourier(**options)
         return _check_fourier(config).replace(**options)
+
+
+
+def _module_signature(defaults: LocalPhaseConfig, exclude: Tuple[str, ...] = ()) -> inspect.Signature:
+    trailing = (
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean"),
+    )
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return options_signature((self,), trailing, defaults=defaults, exclude=exclude)
+
+
+# help() and the API reference show every option of the modules (their __init__ takes **options).
+LocalPhaseLoss.__init__.__signature__ = _module_signature(_DEFAULT)  # type: ignore[attr-defined]
+FourierLoss.__init__.__signature__ = _module_signature(  # type: ignore[attr-defined]
+    LocalPhaseConfig.fourier(), exclude=("window_size", "stride", "window")
+)

@@ -8,6 +8,8 @@ from torch import nn
 from stftblur._checks import check_reduction, reduce
 from stftblur.metrics.fidelity import ssim
 
+__all__ = ["SSIMLoss", "ssim_loss"]
+
 
 def ssim_loss(
     input: torch.Tensor,

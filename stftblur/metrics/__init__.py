@@ -1,5 +1,6 @@
-"""Blur and fidelity metrics."""
+"""Blur and fidelity metrics, and the registry that names them for evaluation."""
 
+from stftblur.metrics._registry import METRICS, Metric, get_metric, register_metric
 from stftblur.metrics.fidelity import psnr, ssim, ssim_map
 from stftblur.metrics.lpc_si import LPCSI, blur_effect, lpc_si
 from stftblur.metrics.spectral import (
@@ -24,4 +25,8 @@ __all__ = [
     "spectral_deficit",
     "SpectralDeficit",
     "plot_spectra",
+    "METRICS",
+    "Metric",
+    "get_metric",
+    "register_metric",
 ]

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from stftblur._checks import check_choice, check_pair, check_positive_float, check_positive_int
 
+__all__ = ["psnr", "ssim", "ssim_map"]
+
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """float64 stays float64; everything else is computed in float32."""

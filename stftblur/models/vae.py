@@ -25,12 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stftblur._io import PathLike, atomic_write, atomic_write_json
+from stftblur._atomic import PathLike, atomic_write, atomic_write_json
+from stftblur.errors import StftblurError
+
+__all__ = ["VAE", "VAE_CONFIGS", "VAEConfig", "CheckpointError", "VAEOutput", "create_vae", "load_author_checkpoint", "load_vae", "resolve_checkpoint", "save_vae"]
 
 CHECKPOINT_FORMAT = "stftblur-vae"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(StftblurError, ValueError):
     """A checkpoint that cannot be loaded (missing, unreadable, or not this model's weights).
 
     Examples:

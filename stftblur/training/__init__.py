@@ -1,7 +1,14 @@
-"""Training and evaluating the paper's beta-VAE (the library behind ``stftblur train-vae``)."""
+"""Training and evaluating the paper's beta-VAE (the library behind ``stftblur train-vae``).
 
+:mod:`~stftblur.training.config` (what a run is), :mod:`~stftblur.training.objective` (what it
+minimises), :mod:`~stftblur.training.run_dir` (where it is stored, how it resumes),
+:mod:`~stftblur.training.trainer` (the loop) and :mod:`~stftblur.training.evaluation` (its
+test metrics and prior samples).
+"""
+
+from stftblur._deprecated import moved
+from stftblur.training.config import TrainConfig, make_train_config
 from stftblur.training.evaluation import evaluate_checkpoint, evaluate_reconstructions, lpc_si_of, sample_prior
-from stftblur.training.export import make_grid, save_grid, save_images, save_png, to_uint8
 from stftblur.training.objective import (
     DEFAULT_FREQ_WEIGHTS,
     FREQ_PRESETS,
@@ -10,19 +17,8 @@ from stftblur.training.objective import (
     VAEObjective,
     kl_divergence,
 )
-from stftblur.training.system import tune_allocator
-from stftblur.training.trainer import (
-    RESUMABLE_CHANGES,
-    RunDirError,
-    TrainConfig,
-    TrainResult,
-    load_run_config,
-    make_optimizer,
-    make_train_config,
-    prepare_run_dir,
-    train_step,
-    train_vae,
-)
+from stftblur.training.run_dir import RESUMABLE_CHANGES, RunDirError, load_run_config, prepare_run_dir
+from stftblur.training.trainer import TrainResult, make_optimizer, train_step, train_vae
 
 __all__ = [
     "DEFAULT_FREQ_WEIGHTS",
@@ -41,14 +37,17 @@ __all__ = [
     "lpc_si_of",
     "make_optimizer",
     "make_train_config",
-    "make_grid",
     "prepare_run_dir",
     "sample_prior",
-    "save_grid",
-    "save_images",
-    "save_png",
-    "to_uint8",
     "train_step",
-    "tune_allocator",
     "train_vae",
 ]
+
+# Moved for one release: image writing to stftblur.io; process-wide tuning to the command line.
+__getattr__ = moved(
+    "stftblur.training",
+    {
+        **{n: "stftblur.io" for n in ("make_grid", "save_grid", "save_images", "save_png", "to_uint8")},
+        "tune_allocator": "stftblur_cli._process",  # imported only when this old name is used
+    },
+)

@@ -8,10 +8,14 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
+from stftblur._atomic import PathLike
 from stftblur._checks import check_choice, check_positive_int
-from stftblur._io import PathLike
-from stftblur.metrics import psnr, ssim
+from stftblur.evaluation import compute_metrics
+from stftblur.metrics import get_metric
 from stftblur.models.vae import VAE, load_vae
+from stftblur.training.run_dir import RunDirError, load_run_config
+
+__all__ = ["Z_MODES", "evaluate_checkpoint", "evaluate_reconstructions", "lpc_si_of", "sample_prior"]
 
 Z_MODES = ("sampled", "mean")
 
@@ -76,9 +80,9 @@ def evaluate_reconstructions(
                 code = model.reparameterize(mean, logvar, gen) if mode == "sampled" else mean
                 out = model.decode(code)
                 for suffix, y in (("", out), ("_clamped", out.clamp(0.0, 1.0))):
-                    for metric, fn in (("psnr", psnr), ("ssim", ssim)):
+                    for metric, values in compute_metrics(y, x, ("psnr", "ssim")).items():
                         key = f"{metric}_{mode}{suffix}"
-                        v = fn(y, x).double().sum()
+                        v = values.double().sum()
                         sums[key] = sums[key] + v if key in sums else v
     finally:
         model.train(was_training)
@@ -110,8 +114,8 @@ def sample_prior(model: VAE, n: int, seed: int = 0, batch_size: int = 50) -> tor
 
 
 def lpc_si_of(images: torch.Tensor) -> Optional[Dict[str, float]]:
-    """Mean and std of :func:`stftblur.metrics.lpc_si` of images clamped to [0, 1], or None
-    when that metric is not available in this installation.
+    """Mean and std of :func:`stftblur.metrics.lpc_si` of images clamped to [0, 1] (the
+    registered ``lpc_si`` metric), or None when that metric is not available.
 
     Examples:
         >>> import torch
@@ -119,11 +123,7 @@ def lpc_si_of(images: torch.Tensor) -> Optional[Dict[str, float]]:
         >>> r is None or sorted(r) == ["lpc_si_mean", "lpc_si_std", "n"]
         True
     """
-    try:
-        from stftblur.metrics import lpc_si  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    values = lpc_si(images.clamp(0.0, 1.0), data_range=1.0).double()
+    values = get_metric("lpc_si").fn(images.clamp(0.0, 1.0), None).double()
     return {
         "lpc_si_mean": float(values.mean()),
         "lpc_si_std": float(values.std()) if values.numel() > 1 else 0.0,
@@ -195,8 +195,6 @@ def evaluate_checkpoint(
 
 def _run_config(checkpoint: Path) -> Optional[Any]:
     """The TrainConfig of the train-vae run a checkpoint belongs to, if any."""
-    from stftblur.training.trainer import RunDirError, load_run_config
-
     run = checkpoint if checkpoint.is_dir() else checkpoint.parent
     if not (run / "config.json").is_file():
         return None

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written file, even after SIGKILL."""
+"""Atomic file writes (private): a reader never sees a half-written file, even after SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
+
+__all__ = ["PathLike", "atomic_write", "atomic_write_json", "replace_outputs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
