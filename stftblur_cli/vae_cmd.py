@@ -265,10 +265,8 @@ def _print_table(result: Dict[str, Any]) -> None:
                 note = "   <- the paper's convention" if (mode, label) == ("sampled", "raw") else ""
                 click.echo(f"  {mode:<8} {label:<8} {m[key]:>10.3f} {m[f'ssim_{mode}{suffix}']:>8.4f}{note}")
     lpc = result.get("prior_samples_lpc_si")
-    if isinstance(lpc, dict):
+    if lpc is not None:
         click.echo(f"  LPC-SI of {lpc['n']} prior samples (clamped): {lpc['lpc_si_mean']:.4f} +- {lpc['lpc_si_std']:.4f}")
-    elif lpc is not None:
-        click.echo(f"  LPC-SI of prior samples: {lpc}")
 
 
 @command("eval-vae")
@@ -294,8 +292,8 @@ def eval_vae_cmd(checkpoint: Path, dataset: Optional[str], data_dir: Optional[Pa
                  json_path: Optional[Path], batch_size: int, seed: int, n_images: Optional[int],
                  n_samples: int, device: str, threads: Optional[int], no_download: bool) -> None:
     """Test-set PSNR/SSIM of a VAE checkpoint in the paper's convention (binarized input vs RAW
-    output), with sampled z and/or the posterior mean, raw and clamped; LPC-SI of prior samples
-    when stftblur.metrics.lpc_si is available."""
+    output), with sampled z and/or the posterior mean, raw and clamped; LPC-SI of --n-samples
+    prior samples (clamped to [0, 1])."""
     if batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {batch_size}")
     if n_images is not None and n_images < 1:
