@@ -5,7 +5,8 @@ Tolerances (stated in docs/integrations.md):
   autocast off and computes in float32);
 - bfloat16 inputs: identical to float32 on the same (rounded) values, and within 0.5% relative
   of float32 on the unrounded values (bfloat16 keeps 8 significant bits: 0.4% rounding);
-- torch.compile (backend "aot_eager"): loss within 1e-6 relative, gradients within 1e-6;
+- torch.compile (backend "aot_eager"): loss within 1e-6 relative, gradients within 1e-6; the loss
+  alone compiles to one graph (0 graph breaks, fullgraph=True);
 - DDP, 2 CPU processes (torchrun, gloo): averaged gradients within 1e-6 of the single-process
   gradients of the full batch.
 """
@@ -104,6 +105,25 @@ def test_torch_compile_matches_eager():
     assert math.isfinite(v["first"]) and math.isfinite(v["last"])
     assert v["loss_diff"] <= 1e-6 * abs(v["eager"])
     assert v["grad_diff"] <= 1e-6
+
+
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+def test_compiled_loss_is_one_graph():
+    # The eager-mode shortcut for identical chunks (torch.equal) is left out under compile, so
+    # Dynamo traces the whole loss: no graph break, and fullgraph=True compiles.
+    output, target = _pair(shape=(2, 1, 32, 32))
+    output.requires_grad_(True)
+    loss = LocalPhaseLoss()
+    explanation = torch._dynamo.explain(loss)(output, target)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    value = compiled(output, target)
+    (grad,) = torch.autograd.grad(value, output)
+    eager = loss(output, target)
+    (eager_grad,) = torch.autograd.grad(eager, output)
+    assert abs(value.item() - eager.item()) <= 1e-6 * abs(eager.item())
+    assert (grad - eager_grad).abs().max().item() <= 1e-6
 
 
 def test_ddp_two_cpu_processes_average_to_the_full_batch_gradient(tmp_path):
