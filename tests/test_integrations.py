@@ -141,6 +141,20 @@ def test_ddp_two_cpu_processes_average_to_the_full_batch_gradient(tmp_path):
     assert result["max_abs_diff"] <= 1e-6 and result["max_abs_grad"] > 1e-3
 
 
+def test_every_example_takes_the_options_the_doc_names(capsys):
+    # docs/integrations.md: each takes --steps, --size, --device, and --batch (DDP: --global-batch).
+    for path in sorted(EXAMPLES.glob("[!_]*.py")):
+        with pytest.raises(SystemExit) as e:
+            _example(path.stem).main(["--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        batch = "--global-batch" if path.stem == "ddp_local_phase" else "--batch"
+        for option in ("--steps", "--size", "--device", batch):
+            assert re.search(rf"{option}\b(?!-)", text), f"{path.name} has no {option}"
+    doc = (ROOT / "docs" / "integrations.md").read_text()
+    assert "`--global-batch` for the DDP example" in doc
+
+
 def test_integration_doc_snippets_are_taken_from_the_examples():
     doc = (ROOT / "docs" / "integrations.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
