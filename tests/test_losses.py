@@ -62,12 +62,25 @@ def test_hand_derived_single_coefficient():
 
 
 def test_wrapped_has_no_two_pi_jumps_raw_does():
-    a = torch.polar(torch.ones(1, dtype=torch.float64), torch.tensor([np.pi - 0.05], dtype=torch.float64))
-    b = torch.polar(torch.ones(1, dtype=torch.float64), torch.tensor([-np.pi + 0.05], dtype=torch.float64))
-    # Through the public API: a 1x2 image whose global DFT has these coefficients is awkward, so
-    # check the identity the implementation relies on instead.
-    assert torch.angle(a * b.conj()).abs().item() == pytest.approx(0.1, abs=1e-12)
-    assert (torch.angle(a) - torch.angle(b)).abs().item() == pytest.approx(2 * np.pi - 0.1, abs=1e-12)
+    # Two 8x8 images whose coefficient (u=0, v=2) has phase pi - 0.05 and -pi + 0.05: either side
+    # of the negative real axis, 0.1 apart. x[m, n] = cos(2 pi 2 n / 8 + phi) gives
+    # F(0, 2) = 8 * 4 * exp(i phi) (8 rows, N/2 = 4 per row), equal amplitudes.
+    n = torch.arange(8, dtype=torch.float64)
+
+    def image(phi: float) -> torch.Tensor:
+        return torch.cos(2 * torch.pi * 2 * n / 8 + phi).expand(8, 8)[None, None].clone()
+
+    a, b = image(np.pi - 0.05), image(-np.pi + 0.05)
+    weight = torch.zeros(8, 5, dtype=torch.float64)
+    weight[0, 2] = 1.0  # only (u=0, v=2) counts
+
+    def loss(distance: str) -> float:
+        return local_phase_loss(a, b, 8, 8, window=None, frequency_weighting=weight, aggregate="sum",
+                                phase_distance=distance, phase_weight=1.0, amplitude_weight=1.0).item()
+
+    assert loss("wrapped") == pytest.approx(0.1, abs=1e-12)
+    assert loss("raw") == pytest.approx(2 * np.pi - 0.1, abs=1e-12)
+    assert loss("cosine") == pytest.approx(1 - np.cos(0.1), abs=1e-12)
 
 
 def test_paper_code_reproduces_author_frequency_term():
