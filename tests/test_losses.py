@@ -229,15 +229,45 @@ def test_gradcheck_full_jacobian(distance):
     )
 
 
-@pytest.mark.parametrize("window", ["hann", "sqrt-hann", None])
-def test_gradcheck_windows_global_mode_and_zero_patches(window):
+def _zero_patch_pair():
     x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
     y = torch.rand(1, 1, 12, 12, dtype=torch.float64)
     x[..., :6, :6] = 0.0  # a patch that is exactly zero in both images
     y[..., :6, :6] = 0.0
-    x.requires_grad_()
+    return x.requires_grad_(), y
+
+
+@pytest.mark.parametrize("window", ["hann", "sqrt-hann", None])
+def test_gradcheck_windows_global_mode_and_zero_patches(window):
+    x, y = _zero_patch_pair()
     assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, 6, 6, window=window), (x,))
     assert torch.autograd.gradcheck(lambda a: fourier_loss(a, y), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("window", ["hann", None])
+def test_gradcheck_zero_patches_cosine(window):
+    # Like "wrapped", "cosine" is 0 wherever either coefficient is 0: continuous at a zero patch.
+    x, y = _zero_patch_pair()
+    assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, 6, 6, window=window, phase_distance="cosine"), (x,))
+
+
+def test_raw_distance_is_discontinuous_at_zero_patches():
+    # The raw distance compares atan2(0, 0) = 0 with the phase of any perturbation of a zero
+    # patch, an angle that does not shrink with the perturbation: no derivative exists there, so
+    # gradcheck cannot pass; the backward gives the capped gradient, exactly 0 on the patch.
+    x, y = _zero_patch_pair()
+
+    def f(a):
+        return local_phase_loss(a, y, 6, 6, window=None, phase_distance="raw", phase_weight=1.0, amplitude_weight=0.0)
+
+    (grad,) = torch.autograd.grad(f(x), x)
+    assert torch.all(grad[..., :6, :6] == 0) and torch.all(grad[..., 6:, 6:] != 0)
+    e = torch.zeros_like(x)
+    e[..., 1, 2] = 1.0
+    with torch.no_grad():
+        jumps = [abs((f(x + h * e) - f(x)).item()) for h in (1e-3, 1e-9)]
+    assert min(jumps) > 1e-3  # a jump of the same size at any h, not O(h)
+    assert abs(jumps[0] - jumps[1]) < 1e-6 * jumps[0]
 
 
 def test_gradcheck_presets():
