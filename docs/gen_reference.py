@@ -78,25 +78,36 @@ def api_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def cli_markdown() -> str:
-    import click
+def cli_help(args: list[str]) -> str:
+    """What ``stftblur ARGS --help`` prints in a terminal 100 or more columns wide.
 
+    In a terminal Click formats help min(columns, max_content_width) - 2 = 98 characters wide (the
+    commands' max_content_width is 100); CliRunner forces 80 unless given the width itself.
+    """
+    from click.testing import CliRunner
+
+    from stftblur_cli.main import cli
+
+    result = CliRunner().invoke(cli, [*args, "--help"], prog_name="stftblur", terminal_width=98)
+    if result.exit_code != 0:
+        raise RuntimeError(f"stftblur {' '.join(args)} --help failed: {result.output}")
+    return result.output.rstrip("\n")
+
+
+def cli_markdown() -> str:
     from stftblur_cli.main import cli
 
     out = [
         "# CLI reference",
         "",
-        "Generated from `stftblur --help` and each command's `--help` by",
+        "Generated from `stftblur --help` and each command's `--help` (in a terminal 100 columns wide) by",
         "`python docs/gen_reference.py`; do not edit by hand. Task-oriented guides:",
         "[cli-vae.md](cli-vae.md), [cli-eval.md](cli-eval.md).",
         "",
     ]
-    ctx = click.Context(cli, info_name="stftblur", terminal_width=100)
-    out += ["## `stftblur`", "", "```text", cli.get_help(ctx), "```", ""]
+    out += ["## `stftblur`", "", "```text", cli_help([]), "```", ""]
     for name in sorted(cli.commands):
-        cmd = cli.commands[name]
-        sub = click.Context(cmd, info_name=f"stftblur {name}", parent=ctx, terminal_width=100)
-        out += [f"## `stftblur {name}`", "", "```text", cmd.get_help(sub), "```", ""]
+        out += [f"## `stftblur {name}`", "", "```text", cli_help([name]), "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -9,8 +9,9 @@ index (pixels above the energy threshold) depends on the content. Every configur
 once to warm up (the filter bank is built and cached then), then ``--repeats`` times; the
 median and best times are reported. On the CPU the same run also times the floor the definition
 imposes: one forward FFT and S x O = 24 inverse complex FFTs per image. The reference MATLAB
-implementation takes about 0.47 s per 512x512 image on the project machine (the figure quoted
-in issue 4, not measured by this script); the target is 12x its throughput.
+implementation takes about 0.47 s per 512x512 image on the project machine (a figure given to
+the project with its LPC-SI task, not measured by this script or any other in this repository);
+the target is 12x its throughput.
 
 The machine is described in the output (platform, CPU count, torch version and threads) with
 the load average before and after, since a busy shared machine slows every number down.
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import stftblur  # noqa: E402
 from stftblur import lpc_si  # noqa: E402
 
-MATLAB_SECONDS_PER_IMAGE = 0.47  # issue 4: reference lpc_si.m on a 512x512 image, this machine
+MATLAB_SECONDS_PER_IMAGE = 0.47  # given to the project: reference lpc_si.m on a 512x512 image, this machine
 TARGET_SPEEDUP = 12.0
 
 
@@ -203,7 +204,7 @@ def main() -> None:
         "repeats": args.repeats,
         "inputs": "scikit-image photographs (camera, moon, brick, grass, gravel, astronaut gray), flipped and blurred copies",
         "matlab_reference_seconds_per_image": MATLAB_SECONDS_PER_IMAGE,
-        "matlab_reference_source": "issue 4 (reference lpc_si.m on this machine); not measured by this script",
+        "matlab_reference_source": "given to the project with its LPC-SI task (reference lpc_si.m timed on this machine); not measured by this script or any other in this repository",
         "target_images_per_s": TARGET_SPEEDUP / MATLAB_SECONDS_PER_IMAGE,
         "machine": machine(),
         "load_average_before": list(load_before),

@@ -6,9 +6,11 @@ Every model is measured the same way, on the whole MNIST test set (binarized at 
 PSNR/SSIM of the RAW decoder output with a sampled z (the paper's convention, noise seed 0) and
 with z = posterior mean on the output clamped to [0, 1]; LPC-SI sharpness (stftblur.metrics.lpc_si,
 clamped to [0, 1]) of `--n-samples` prior samples z ~ N(0, I) (seed 0) and of the reconstructions
-(posterior mean, clamped). Writes evals/results/table1.json, docs/reproduction.md and the figures
-in docs/figures/reproduction/. Runs come from evals/reproduce.py (evals/runs/*/summary.json marks
-a finished run); unfinished runs are listed as such, never averaged in.
+(posterior mean, clamped). Writes evals/results/table1.json and docs/reproduction.md; a finished
+full run's samples.png and reconstructions.png are copied to docs/figures/reproduction/ and shown
+in a Figures section (neither exists while no full run has finished). Runs come from
+evals/reproduce.py (evals/runs/*/summary.json marks a finished run); unfinished runs are listed as
+such, never averaged in.
 """
 
 from __future__ import annotations
@@ -151,7 +153,6 @@ def _fmt(v: Optional[float], nd: int = 3) -> str:
 
 
 def write_report(res: Dict[str, Any]) -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Reproducing Table 1",
         "",
@@ -192,6 +193,7 @@ def write_report(res: Dict[str, Any]) -> None:
         for fig in ("samples.png", "reconstructions.png"):
             src = ROOT / info["dir"] / fig
             if src.exists():
+                FIGURES.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, FIGURES / f"{loss}-{fig}")
     if pending:
         lines += ["", f"Not finished yet (no summary.json): {', '.join(pending)}."]
@@ -215,11 +217,12 @@ def write_report(res: Dict[str, Any]) -> None:
         for n, i in abl.items():
             m = i["metrics"]
             lines.append(f"| {n} | {m['ssim_sampled']:.4f} | {m['psnr_sampled']:.3f} | {_fmt(m['lpc_si_samples'], 4)} |")
-    lines += ["", "## Figures", ""]
-    for loss in LOSS_ORDER:
-        if (FIGURES / f"{loss}-samples.png").exists():
-            lines += [f"**{LOSS_LABEL[loss]}**: prior samples, reconstructions", "",
-                      f"![{loss} samples](figures/reproduction/{loss}-samples.png) ![{loss} reconstructions](figures/reproduction/{loss}-reconstructions.png)", ""]
+    figures = [loss for loss in LOSS_ORDER if (FIGURES / f"{loss}-samples.png").exists()]
+    if figures:
+        lines += ["", "## Figures", ""]
+    for loss in figures:
+        lines += [f"**{LOSS_LABEL[loss]}**: prior samples, reconstructions", "",
+                  f"![{loss} samples](figures/reproduction/{loss}-samples.png) ![{loss} reconstructions](figures/reproduction/{loss}-reconstructions.png)", ""]
     REPORT.write_text("\n".join(lines).rstrip() + "\n")
 
 

@@ -3,11 +3,11 @@
     python examples/compile_local_phase.py [--backend inductor|aot_eager|eager] [--compile-loss] [--steps 20]
 
 ``inductor`` (the default backend) generates C++/OpenMP code on the CPU (a C++ compiler is
-needed, and the first call takes tens of seconds) and Triton kernels on CUDA. LocalPhaseLoss is
-a custom autograd.Function whose forward loops over cache-sized chunks and skips identical
-chunks with ``torch.equal``: torch.compile traces it with graph breaks there (it still works,
-the result equals eager), so compiling the model and calling the loss eagerly is the simpler
-choice; ``--compile-loss`` compiles the loss too.
+needed, and the first call is slow) and Triton kernels on CUDA. LocalPhaseLoss is a custom
+autograd.Function whose forward loops over cache-sized chunks; the eager-mode shortcut for
+identical chunks (``torch.equal``) is left out under torch.compile, so the loss compiles to one
+graph without graph breaks (``fullgraph=True`` works). ``--compile-loss`` compiles the loss too;
+calling it eagerly next to the compiled model gives the same result.
 """
 
 from __future__ import annotations

@@ -55,3 +55,39 @@ def test_generated_references_are_up_to_date():
         [sys.executable, str(ROOT / "docs" / "gen_reference.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+_PRINT_HELP = """
+import contextlib, io, json, runpy, sys
+out = {}
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["stftblur", *args, "--help"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            runpy.run_module("stftblur_cli", run_name="__main__")  # what `python -m stftblur_cli` runs
+        except SystemExit as e:
+            assert e.code in (0, None), (args, e.code)
+    out[" ".join(args)] = buf.getvalue()
+print(json.dumps(out))
+"""
+
+
+def test_cli_reference_is_what_the_cli_prints():
+    # docs/cli.md against the help the installed entry point prints in a 100-column terminal,
+    # not against the generator (which could share a mistake with the file it writes).
+    import json
+    import os
+    import re
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    blocks = dict(re.findall(r"## `stftblur ?([a-z-]*)`\n\n```text\n(.*?)\n```", text, flags=re.S))
+    assert sorted(blocks) == sorted(["", *COMMANDS])
+    env = {**os.environ, "COLUMNS": "100"}
+    args = json.dumps([[]] + [[name] for name in COMMANDS])
+    run = subprocess.run([sys.executable, "-c", _PRINT_HELP, args], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=True)
+    printed = json.loads(run.stdout)
+    for name, block in blocks.items():
+        assert block == printed[name].rstrip("\n"), f"docs/cli.md differs from `stftblur {name} --help`"
+    assert "Usage: stftblur demo [OPTIONS]" in blocks["demo"] and "-h, --help" in blocks["demo"]

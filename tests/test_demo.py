@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 
 from stftblur_cli.main import cli
 
+from ._vae_support import write_idx_dataset
 from .conftest import require_shared
 
 
@@ -20,3 +23,20 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     # A second demo into the same directory must not clobber the first.
     again = CliRunner().invoke(cli, ["demo", "--steps", "2", "--out", str(out), "--threads", "1"])
     assert again.exit_code != 0
+
+
+def test_steps_beyond_one_epoch_are_all_trained(tmp_path, monkeypatch):
+    # 60 training images are 2 steps of batch 50, so --steps 5 needs 3 epochs; 7 test images.
+    data = tmp_path / "data"
+    write_idx_dataset(data, n_train=60, n_test=7)
+    monkeypatch.setenv("STFTBLUR_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.chdir(tmp_path)  # no ../shared next to the working directory either
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--steps", "5", "--out", str(out), "--threads", "1",
+                                      "--data-dir", str(data), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 5 and summary["epoch"] == 2  # two full epochs and one step of the third
+    assert summary["stopped_by"] == "max_steps" and summary["test_images"] == 7
+    assert "for 5 steps" in result.output
+    assert "MNIST test set, 7 images" in result.output and "10,000" not in result.output

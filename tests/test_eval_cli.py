@@ -263,21 +263,48 @@ def test_existing_outputs_are_not_overwritten_without_force(pair_dirs, tmp_path)
 
 
 def test_train_vae_and_sample_layouts(tmp_path):
-    """`train-vae` writes out/recon and out/reference with matching names; `sample` one PNG each."""
-    out = tmp_path / "out"
-    for i in range(5):
-        ref = (RNG.random((28, 28)) > 0.7).astype(np.uint8) * 255
-        _write(out / "reference" / f"{i:05d}.png", ref)
-        _write(out / "recon" / f"{i:05d}.png", _degrade(ref))
-        _write(out / "samples" / f"sample-{i:05d}.png", _degrade(ref))
+    """What `train-vae` and `sample` really write is what `stftblur eval` reads: a tiny run (one
+    step on 50 random images) on a tiny IDX dataset, then eval on its recon/ + reference/ and on
+    the sample's samples/."""
+    from ._vae_support import STEMS, write_idx_dataset
+
+    data = tmp_path / "data"
+    test_images = write_idx_dataset(data, n_train=50, n_test=6)[STEMS[2]]
+    run = tmp_path / "run"
+    runner = CliRunner()
+    trained = runner.invoke(cli, ["train-vae", "--out", str(run), "--data-dir", str(data), "--loss", "l2",
+                                  "--epochs", "1", "--n-export", "6", "--n-samples", "4", "--device", "cpu",
+                                  "--threads", "1", "--no-progress"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    sampled = runner.invoke(cli, ["sample", "--checkpoint", str(run), "--n", "3", "--out", str(tmp_path / "s"),
+                                  "--threads", "1"], catch_exceptions=False)
+    assert sampled.exit_code == 0, sampled.output
+
     j = tmp_path / "vae.json"
-    result = _run("--images", str(out / "recon"), "--reference", str(out / "reference"), "--json", str(j), "--batch-size", "2")
+    result = _run("--images", str(run / "recon"), "--reference", str(run / "reference"), "--json", str(j),
+                  "--metrics", "psnr,ssim", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     report = json.loads(j.read_text())
-    assert report["summary"]["psnr"]["count"] == 5 and report["summary"]["ssim"]["count"] == 5
-    result = _run("--images", str(out / "samples"), "--metrics", "lpc_si,blur_effect")
+    rows = {r["path"]: r for r in report["images"]}
+    assert sorted(rows) == [f"test-{i:05d}.png" for i in range(6)]
+    assert report["unpaired_images"] == [] and report["unpaired_references"] == [] and not report["mismatched"]
+    for i in range(6):
+        row = rows[f"test-{i:05d}.png"]
+        assert row["reference"] == row["path"] and row["errors"] == []
+        ref = np.asarray(Image.open(run / "reference" / row["path"]))
+        rec = np.asarray(Image.open(run / "recon" / row["path"]))
+        # reference/ holds the test images in order, binarized at 0.5 as the run trained on them.
+        np.testing.assert_array_equal(ref, np.where(test_images[i] > 127.5, 255, 0))
+        assert row["values"]["psnr"] == pytest.approx(peak_signal_noise_ratio(ref, rec, data_range=255), abs=2e-3)
+        expected_ssim = structural_similarity(ref / 255.0, rec / 255.0, data_range=1.0, gaussian_weights=True,
+                                              sigma=1.5, use_sample_covariance=False)
+        assert row["values"]["ssim"] == pytest.approx(expected_ssim, abs=1e-5)
+
+    result = _run("--images", str(tmp_path / "s" / "samples"), "--metrics", "lpc_si", "--json", str(tmp_path / "s.json"))
     assert result.exit_code == 0, result.output
-    assert "blur_effect" in result.output
+    samples = json.loads((tmp_path / "s.json").read_text())
+    assert sorted(r["path"] for r in samples["images"]) == [f"sample-{i:05d}.png" for i in range(3)]
+    assert samples["summary"]["lpc_si"]["count"] == 3
 
 
 def test_pairing_by_stem_and_small_images(tmp_path):

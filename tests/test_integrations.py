@@ -5,7 +5,8 @@ Tolerances (stated in docs/integrations.md):
   autocast off and computes in float32);
 - bfloat16 inputs: identical to float32 on the same (rounded) values, and within 0.5% relative
   of float32 on the unrounded values (bfloat16 keeps 8 significant bits: 0.4% rounding);
-- torch.compile (backend "aot_eager"): loss within 1e-6 relative, gradients within 1e-6;
+- torch.compile (backend "aot_eager"): loss within 1e-6 relative, gradients within 1e-6; the loss
+  alone compiles to one graph (0 graph breaks, fullgraph=True);
 - DDP, 2 CPU processes (torchrun, gloo): averaged gradients within 1e-6 of the single-process
   gradients of the full batch.
 """
@@ -106,6 +107,25 @@ def test_torch_compile_matches_eager():
     assert v["grad_diff"] <= 1e-6
 
 
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+def test_compiled_loss_is_one_graph():
+    # The eager-mode shortcut for identical chunks (torch.equal) is left out under compile, so
+    # Dynamo traces the whole loss: no graph break, and fullgraph=True compiles.
+    output, target = _pair(shape=(2, 1, 32, 32))
+    output.requires_grad_(True)
+    loss = LocalPhaseLoss()
+    explanation = torch._dynamo.explain(loss)(output, target)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    value = compiled(output, target)
+    (grad,) = torch.autograd.grad(value, output)
+    eager = loss(output, target)
+    (eager_grad,) = torch.autograd.grad(eager, output)
+    assert abs(value.item() - eager.item()) <= 1e-6 * abs(eager.item())
+    assert (grad - eager_grad).abs().max().item() <= 1e-6
+
+
 def test_ddp_two_cpu_processes_average_to_the_full_batch_gradient(tmp_path):
     out = tmp_path / "ddp.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -119,6 +139,20 @@ def test_ddp_two_cpu_processes_average_to_the_full_batch_gradient(tmp_path):
     result = json.loads(out.read_text())
     assert result["world_size"] == 2 and result["backend"] == "gloo"
     assert result["max_abs_diff"] <= 1e-6 and result["max_abs_grad"] > 1e-3
+
+
+def test_every_example_takes_the_options_the_doc_names(capsys):
+    # docs/integrations.md: each takes --steps, --size, --device, and --batch (DDP: --global-batch).
+    for path in sorted(EXAMPLES.glob("[!_]*.py")):
+        with pytest.raises(SystemExit) as e:
+            _example(path.stem).main(["--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        batch = "--global-batch" if path.stem == "ddp_local_phase" else "--batch"
+        for option in ("--steps", "--size", "--device", batch):
+            assert re.search(rf"{option}\b(?!-)", text), f"{path.name} has no {option}"
+    doc = (ROOT / "docs" / "integrations.md").read_text()
+    assert "`--global-batch` for the DDP example" in doc
 
 
 def test_integration_doc_snippets_are_taken_from_the_examples():

@@ -62,12 +62,96 @@ def test_hand_derived_single_coefficient():
 
 
 def test_wrapped_has_no_two_pi_jumps_raw_does():
-    a = torch.polar(torch.ones(1, dtype=torch.float64), torch.tensor([np.pi - 0.05], dtype=torch.float64))
-    b = torch.polar(torch.ones(1, dtype=torch.float64), torch.tensor([-np.pi + 0.05], dtype=torch.float64))
-    # Through the public API: a 1x2 image whose global DFT has these coefficients is awkward, so
-    # check the identity the implementation relies on instead.
-    assert torch.angle(a * b.conj()).abs().item() == pytest.approx(0.1, abs=1e-12)
-    assert (torch.angle(a) - torch.angle(b)).abs().item() == pytest.approx(2 * np.pi - 0.1, abs=1e-12)
+    # Two 8x8 images whose coefficient (u=0, v=2) has phase pi - 0.05 and -pi + 0.05: either side
+    # of the negative real axis, 0.1 apart. x[m, n] = cos(2 pi 2 n / 8 + phi) gives
+    # F(0, 2) = 8 * 4 * exp(i phi) (8 rows, N/2 = 4 per row), equal amplitudes.
+    n = torch.arange(8, dtype=torch.float64)
+
+    def image(phi: float) -> torch.Tensor:
+        return torch.cos(2 * torch.pi * 2 * n / 8 + phi).expand(8, 8)[None, None].clone()
+
+    a, b = image(np.pi - 0.05), image(-np.pi + 0.05)
+    weight = torch.zeros(8, 5, dtype=torch.float64)
+    weight[0, 2] = 1.0  # only (u=0, v=2) counts
+
+    def loss(distance: str) -> float:
+        return local_phase_loss(a, b, window_size=8, stride=8, window=None, frequency_weighting=weight, aggregate="sum",
+                                phase_distance=distance, phase_weight=1.0, amplitude_weight=1.0).item()
+
+    assert loss("wrapped") == pytest.approx(0.1, abs=1e-12)
+    assert loss("raw") == pytest.approx(2 * np.pi - 0.1, abs=1e-12)
+    assert loss("cosine") == pytest.approx(1 - np.cos(0.1), abs=1e-12)
+
+
+def test_frequency_weights_hand_derived():
+    # A 4x4 window: row frequencies 0, 1/4, -1/2, -1/4 and (rfft) column frequencies 0, 1/4, 1/2
+    # cycles per pixel, i.e. magnitudes 0, 1/2, 1, 1/2 and 0, 1/2, 1 of the Nyquist frequency.
+    r2 = np.sqrt(2.0)
+    linear = [[0, 0.5 / r2, 1 / r2],
+              [0.5 / r2, 0.5, np.sqrt(1.25) / r2],
+              [1 / r2, np.sqrt(1.25) / r2, 1],
+              [0.5 / r2, 0.5, np.sqrt(1.25) / r2]]  # fmt: skip
+    product = [[0, 0, 0], [0, 0.25, 0.5], [0, 0.5, 1], [0, 0.25, 0.5]]
+    np.testing.assert_allclose(frequency_weights("linear", (4, 4)).numpy(), linear, atol=1e-15)
+    np.testing.assert_allclose(frequency_weights("product", (4, 4)).numpy(), product, atol=1e-15)
+    # 4x6: columns 0, 1/6, 1/3, 1/2 -> 0, 1/3, 2/3, 1 of Nyquist.
+    np.testing.assert_allclose(frequency_weights("product", (4, 6)).numpy()[1], [0, 1 / 6, 1 / 3, 1 / 2], atol=1e-15)
+    # The authors' ramp (rows transform, window 8): linspace(0, 1, 4) over patch rows and width-frequencies.
+    ramp = np.array([0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(frequency_weights("product", (8, 8), kind="rows").numpy(), np.outer(ramp, ramp), atol=1e-15)
+    assert frequency_weights("none", (4, 4)) is None
+
+
+def _paper_formula(x: np.ndarray, y: np.ndarray, columns=None, L: int = 16, stride: int = 4, lam: float = 9.0,
+                   scale: float = 0.1) -> np.ndarray:
+    """Section 3.1 of the paper, written out in numpy for (B, H, W) images: STFT
+    F(u, v, m0, n0) = sum_{m,n} f(m, n) W(m - m0, n - n0) exp(-i [u (m - m0) + v (n - n0)]) with the
+    L x L Hann window W(x, y) = (1 - cos(2 pi x / L)) (1 - cos(2 pi y / L)) / 4, u, v = 2 pi k / L,
+    window positions every `stride` pixels (K = floor((M - L) / stride) + 1);
+    L_freq = sum_j scale * (lam |P_o - P_i| + |A_o - A_i|) W_j with A = |F|, P = atan2(Im, Re), and
+    W_j (the paper's "linearly increasing" weight) the radial frequency magnitude, normalised to 1
+    at (Nyquist, Nyquist). ``columns``: keep only these frequencies v (default: all L)."""
+    k = np.arange(L)
+    hann = (1 - np.cos(2 * np.pi * k / L)) / 2
+    window = np.outer(hann, hann)
+    dft = np.exp(-2j * np.pi * np.outer(k, k) / L)  # dft[u, x] = exp(-i 2 pi u x / L)
+    nyq = np.minimum(k, L - k)
+    weight = np.sqrt(nyq[:, None] ** 2 + nyq[None, :] ** 2) / (np.sqrt(2) * L / 2)
+    cols = list(range(L)) if columns is None else list(columns)
+
+    real_bins = (2 * k % L == 0)[:, None] & (2 * k % L == 0)[None, :]  # (u, v) in {0, L/2}^2: F is real
+
+    def stft(img: np.ndarray) -> np.ndarray:
+        K = (img.shape[0] - L) // stride + 1
+        J = (img.shape[1] - L) // stride + 1
+        f = np.array([[dft @ (img[a * stride : a * stride + L, c * stride : c * stride + L] * window) @ dft.T
+                       for c in range(J)] for a in range(K)])
+        # Exactly real there; drop the summation's rounding so that atan2 gives 0 or pi, not -pi.
+        f = np.where(real_bins, f.real + 0j, f)
+        return f[..., cols]
+
+    out = []
+    for xo, xi in zip(x, y):
+        fo, fi = stft(xo), stft(xi)
+        dp = np.abs(np.arctan2(fo.imag, fo.real) - np.arctan2(fi.imag, fi.real))
+        da = np.abs(np.abs(fo) - np.abs(fi))
+        out.append((scale * (lam * dp + da) * weight[:, cols]).sum())
+    return np.array(out)
+
+
+def test_paper_text_preset_is_the_papers_formula_over_the_rfft2_half():
+    g = np.random.default_rng(0)
+    x, y = g.random((3, 28, 28)), g.random((3, 28, 28))
+    got = LocalPhaseLoss.from_preset("paper-text", reduction="none")(
+        torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None]).numpy()
+    half = _paper_formula(x, y, columns=range(9))
+    np.testing.assert_allclose(got, half, rtol=1e-10)
+    # The paper sums over all L x L frequencies. For real images the columns v = 9..15 are the
+    # conjugates of v = 7..1 (same amplitude, opposite phase, same weight): the full sum counts
+    # every column but v = 0 and v = 8 twice, so it lies between 1x and 2x the preset's value.
+    full = _paper_formula(x, y)
+    np.testing.assert_allclose(full, 2 * half - _paper_formula(x, y, columns=(0, 8)), rtol=1e-10)
+    assert np.all(got < full) and np.all(full < 2 * got)
 
 
 def test_paper_code_reproduces_author_frequency_term():
@@ -145,15 +229,45 @@ def test_gradcheck_full_jacobian(distance):
     )
 
 
-@pytest.mark.parametrize("window", ["hann", "sqrt-hann", None])
-def test_gradcheck_windows_global_mode_and_zero_patches(window):
+def _zero_patch_pair():
     x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
     y = torch.rand(1, 1, 12, 12, dtype=torch.float64)
     x[..., :6, :6] = 0.0  # a patch that is exactly zero in both images
     y[..., :6, :6] = 0.0
-    x.requires_grad_()
+    return x.requires_grad_(), y
+
+
+@pytest.mark.parametrize("window", ["hann", "sqrt-hann", None])
+def test_gradcheck_windows_global_mode_and_zero_patches(window):
+    x, y = _zero_patch_pair()
     assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, window_size=6, stride=6, window=window), (x,))
     assert torch.autograd.gradcheck(lambda a: fourier_loss(a, y), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("window", ["hann", None])
+def test_gradcheck_zero_patches_cosine(window):
+    # Like "wrapped", "cosine" is 0 wherever either coefficient is 0: continuous at a zero patch.
+    x, y = _zero_patch_pair()
+    assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, window_size=6, stride=6, window=window, phase_distance="cosine"), (x,))
+
+
+def test_raw_distance_is_discontinuous_at_zero_patches():
+    # The raw distance compares atan2(0, 0) = 0 with the phase of any perturbation of a zero
+    # patch, an angle that does not shrink with the perturbation: no derivative exists there, so
+    # gradcheck cannot pass; the backward gives the capped gradient, exactly 0 on the patch.
+    x, y = _zero_patch_pair()
+
+    def f(a):
+        return local_phase_loss(a, y, window_size=6, stride=6, window=None, phase_distance="raw", phase_weight=1.0, amplitude_weight=0.0)
+
+    (grad,) = torch.autograd.grad(f(x), x)
+    assert torch.all(grad[..., :6, :6] == 0) and torch.all(grad[..., 6:, 6:] != 0)
+    e = torch.zeros_like(x)
+    e[..., 1, 2] = 1.0
+    with torch.no_grad():
+        jumps = [abs((f(x + h * e) - f(x)).item()) for h in (1e-3, 1e-9)]
+    assert min(jumps) > 1e-3  # a jump of the same size at any h, not O(h)
+    assert abs(jumps[0] - jumps[1]) < 1e-6 * jumps[0]
 
 
 def test_gradcheck_presets():

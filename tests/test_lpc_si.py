@@ -148,6 +148,38 @@ def test_flat_images_give_zero():
             assert not lpc.any()
 
 
+def test_single_bright_pixel_follows_from_the_definition():
+    # One pixel of value a at p (inside the border) on 0. Each filter response is
+    # r(x) = a / (H W) * sum_k G(k) exp(2 pi i k . (x - p)) with a real G >= 0, so at p every phase is
+    # 0 (full coherence, cos = 1) and |r| is largest: the map peaks at p, where it is E / (E + C)
+    # with E proportional to a (the energy threshold, mean + 2 std, scales with a too). Doubling a
+    # turns a peak v into 2v / (1 + v). And r(p - d) = conj(r(p + d)): the map is point-symmetric
+    # about p (circularly, as the FFT is).
+    H, W, p = 40, 47, (17, 29)
+    assert default_border(H, W) < min(p[0], p[1], H - 1 - p[0], W - 1 - p[1])
+
+    def run(a: float):
+        x = torch.zeros(1, 1, H, W, dtype=torch.float64)
+        x[0, 0, p[0], p[1]] = a
+        si, lpc = lpc_si(x, data_range=255.0, return_map=True)
+        return si.item(), lpc[0].numpy()
+
+    si, lpc = run(255.0)
+    _, lpc_half = run(127.5)
+    assert np.unravel_index(lpc.argmax(), lpc.shape) == p
+    v, v_half = lpc[p], lpc_half[p]
+    assert 0.0 < v_half < v < 1.0
+    assert v == pytest.approx(2 * v_half / (1 + v_half), abs=1e-12)
+    centred = np.roll(lpc, (-p[0], -p[1]), axis=(0, 1))
+    np.testing.assert_allclose(centred, np.roll(centred[::-1, ::-1], (1, 1), axis=(0, 1)), rtol=0, atol=1e-12)
+    # The index weights the sorted map by exp(-rank / (K - 1) / 1e-4): the peak's weight u_1 = 1
+    # dominates, so the index lies between u_1 / sum(u) times the peak and the peak.
+    b = default_border(H, W)
+    k = (H - 2 * b) * (W - 2 * b)
+    u = np.exp(-(np.arange(k) / (k - 1)) / 1e-4)
+    assert v / u.sum() <= si <= v
+
+
 def test_batch_equals_single_images():
     x = torch.from_numpy(np.stack([_patch(40, 52, seed=s) for s in range(3)]))[:, None] / 255.0
     together = lpc_si(x.float())

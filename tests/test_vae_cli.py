@@ -80,8 +80,6 @@ def test_resume_of_a_complete_run_keeps_it(tiny_run: Path) -> None:
 
 
 def test_recon_and_reference_pair_up_for_stftblur_eval(tiny_run: Path, tmp_path: Path) -> None:
-    if "eval" not in cli.commands:
-        pytest.skip("stftblur eval is not installed")
     report = tmp_path / "eval.json"
     result = run(["eval", "--images", str(tiny_run / "recon"), "--reference", str(tiny_run / "reference"),
                   "--metrics", "psnr,ssim", "--json", str(report)])
@@ -127,3 +125,69 @@ def test_eval_vae_on_a_run_directory(tiny_run: Path) -> None:
                   "--data-dir", str(require_shared("data", "mnist"))])
     assert result.exit_code == 0, result.output
     assert "LPC-SI" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory):
+    """Random 28x28 uint8 images as MNIST IDX files: 50 training images (one step of batch 50), 6 test."""
+    from ._vae_support import STEMS, write_idx_dataset
+
+    d = tmp_path_factory.mktemp("idx")
+    return d, write_idx_dataset(d, n_train=50, n_test=6)[STEMS[2]]
+
+
+TINY = ["--loss", "l2", "--n-export", "2", "--n-samples", "2", "--device", "cpu", "--no-progress"]
+
+
+def test_grayscale_run_is_evaluated_on_grayscale_inputs(tiny_data, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from stftblur.models import load_vae
+
+    data, test_images = tiny_data
+    out = tmp_path / "gray"
+    result = run(["train-vae", "--out", str(out), "--data-dir", str(data), "--grayscale", "--epochs", "1", *TINY])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "gray.json"
+    result = run(["eval-vae", "--checkpoint", str(out), "--data-dir", str(data), "--n-samples", "0",
+                  "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    written = json.loads(report.read_text())
+    assert written["binarized"] is False
+    # The run's preprocessing, from the bytes written: x / 255, not thresholded.
+    x = torch.from_numpy(test_images.astype(np.float32) / 255)[:, None]
+    assert len(x.unique()) > 2
+    expected = evaluate_reconstructions(load_vae(out), x, seed=0)
+    assert written["metrics"] == pytest.approx(expected)
+    binarized = evaluate_reconstructions(load_vae(out), (x > 0.5).float(), seed=0)
+    assert written["metrics"]["psnr_mean"] != pytest.approx(binarized["psnr_mean"])
+
+
+def test_resume_warns_about_another_thread_count(tiny_data, tmp_path: Path) -> None:
+    import torch
+
+    data, _ = tiny_data
+    out = tmp_path / "r"
+    # The module's fixture runs on one thread; the first epoch is stored with torch_threads 1.
+    assert run(["train-vae", "--out", str(out), "--data-dir", str(data), "--epochs", "1", *TINY]).exit_code == 0
+    assert json.loads((out / "config.json").read_text())["torch_threads"] == 1
+    torch.set_num_threads(2)
+    try:
+        result = run(["train-vae", "--out", str(out), "--data-dir", str(data), "--epochs", "2", "--resume", *TINY])
+        # config.json now records the 2 threads of the session that continued it: no warning again.
+        same = run(["train-vae", "--out", str(out), "--data-dir", str(data), "--epochs", "3", "--resume", *TINY])
+    finally:
+        torch.set_num_threads(1)
+    assert result.exit_code == 0, result.output
+    assert "ran with 1 torch threads, this process has 2" in result.stderr
+    assert same.exit_code == 0 and "torch threads" not in same.stderr, same.stderr
+
+
+def test_resume_into_a_new_directory_starts_a_run(tiny_data, tmp_path: Path) -> None:
+    data, _ = tiny_data
+    out = tmp_path / "new" / "run"
+    result = run(["train-vae", "--out", str(out), "--data-dir", str(data), "--epochs", "2", "--resume", *TINY])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 2 and summary["epoch"] == 2 and summary["resumed_from_step"] is None

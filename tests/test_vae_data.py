@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from .conftest import require_shared
 from stftblur.data import (
     DatasetNotFoundError,
     IDXFormatError,
@@ -20,29 +18,13 @@ from stftblur.data import (
     read_idx,
 )
 
-STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _idx(array: np.ndarray) -> bytes:
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    return bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+from ._vae_support import STEMS, write_idx_dataset
+from ._vae_support import idx_bytes as _idx
+from .conftest import require_shared
 
 
 def _write_dataset(directory: Path, n_train: int = 6, n_test: int = 4, gz: bool = False, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        STEMS[0]: rng.integers(0, 256, (n_train, 28, 28)),
-        STEMS[1]: rng.integers(0, 10, (n_train,)),
-        STEMS[2]: rng.integers(0, 256, (n_test, 28, 28)),
-        STEMS[3]: rng.integers(0, 10, (n_test,)),
-    }
-    for stem, array in arrays.items():
-        data = _idx(array)
-        if gz:
-            (directory / (stem + ".gz")).write_bytes(gzip.compress(data))
-        else:
-            (directory / stem).write_bytes(data)
+    write_idx_dataset(directory, n_train, n_test, gz, seed)
     return directory
 
 
@@ -88,11 +70,14 @@ def test_gzip_and_plain_files_load_alike(isolated: Path) -> None:
 
 
 def test_binarization_is_the_papers_threshold(isolated: Path) -> None:
-    d = _write_dataset(isolated / "d")
-    gray = load_dataset("mnist", "train", d, binarize=False).images
-    binary = load_dataset("mnist", "train", d, binarize=True).images
-    assert torch.equal(binary, (gray > 0.5).float())
-    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    written = write_idx_dataset(isolated / "d")[STEMS[0]]
+    written[0, 0, :4] = [127, 128, 0, 255]  # either side of 0.5 * 255 = 127.5
+    (isolated / "d" / STEMS[0]).write_bytes(_idx(written))
+    gray = load_dataset("mnist", "train", isolated / "d", binarize=False).images
+    binary = load_dataset("mnist", "train", isolated / "d", binarize=True).images
+    np.testing.assert_array_equal(gray[:, 0].numpy(), written.astype(np.float32) / 255)
+    np.testing.assert_array_equal(binary[:, 0].numpy(), (written >= 128).astype(np.float32))
+    assert binary[0, 0, 0, :4].tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
 def test_missing_data_dir_is_one_line(isolated: Path) -> None:
