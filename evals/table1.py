@@ -6,18 +6,17 @@ Every model is measured the same way, on the whole MNIST test set (binarized at 
 PSNR/SSIM of the RAW decoder output with a sampled z (the paper's convention, noise seed 0) and
 with z = posterior mean on the output clamped to [0, 1]; LPC-SI sharpness (stftblur.metrics.lpc_si,
 clamped to [0, 1]) of `--n-samples` prior samples z ~ N(0, I) (seed 0) and of the reconstructions
-(posterior mean, clamped). Writes evals/results/table1.json and docs/reproduction.md; a finished
-full run's samples.png and reconstructions.png are copied to docs/figures/reproduction/ and shown
-in a Figures section (neither exists while no full run has finished). Runs come from
-evals/reproduce.py (evals/runs/*/summary.json marks a finished run); unfinished runs are listed as
-such, never averaged in.
+(posterior mean, clamped), and the spectral deficit of the prior samples against the test digits.
+Writes evals/results/table1.json and docs/reproduction.md (the figure comes from
+evals/vae_figure.py). Runs whose weights did not change since the last measurement are not
+measured again (--remeasure forces it). Runs come from evals/reproduce.py (evals/runs/*/summary.json marks
+a finished run); unfinished runs are listed as such, never averaged in.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -31,14 +30,13 @@ sys.path.insert(0, str(ROOT / "evals"))
 from _machine import describe  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
-from stftblur.metrics import lpc_si  # noqa: E402
+from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
 from stftblur.models import load_author_checkpoint, load_vae  # noqa: E402
 from stftblur.training.evaluation import evaluate_reconstructions, sample_prior  # noqa: E402
 
 RUNS = ROOT / "evals" / "runs"
 RESULTS = ROOT / "evals" / "results" / "table1.json"
 REPORT = ROOT / "docs" / "reproduction.md"
-FIGURES = ROOT / "docs" / "figures" / "reproduction"
 AUTHOR = ROOT.parent / "shared" / "reference" / "author_vae"
 
 # Table 1 of the paper (sampled z, raw output, per the authors' code).
@@ -66,11 +64,28 @@ def measure(model: torch.nn.Module, x_test: torch.Tensor, n_samples: int) -> Dic
     samples = sample_prior(model, n_samples, seed=0).clamp(0, 1)
     s = lpc_si(samples)
     out["lpc_si_samples"] = float(s.mean())
+    out["spectral_deficit_samples_db"] = spectral_deficit(samples, _reference_spectrum(x_test)).deficit_db
     model.eval()
     recon = torch.cat([model.decode(model.encode(x_test[i : i + 500])[0]) for i in range(0, len(x_test), 500)])
     r = lpc_si(recon.clamp(0, 1))
     out["lpc_si_recon"] = float(r.mean())
     return out
+
+
+_REF: Dict[int, Any] = {}
+
+
+def _reference_spectrum(x_test: torch.Tensor) -> Any:
+    """Radial power spectrum of the binarized test digits (computed once)."""
+    if id(x_test) not in _REF:
+        _REF[id(x_test)] = radial_power_spectrum(x_test)
+    return _REF[id(x_test)]
+
+
+def _fingerprint(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def run_info(name: str) -> Optional[Dict[str, Any]]:
@@ -95,10 +110,30 @@ def spread(values: List[float]) -> Dict[str, float]:
     }
 
 
+# Which rows are compared at the short protocol, and on what: each frequency-term row against
+# the loss it adds to (SSIM), SSIM against L2, and the project's configuration against the paper's.
+COMPARISONS = [("ours", "ssim"), ("lpl", "ssim"), ("dft+ssim", "ssim"), ("lpl", "ours"), ("ssim", "l2"), ("ffl", "l2"), ("l1", "l2")]
+COMPARED = ("psnr_sampled", "ssim_sampled", "lpc_si_samples", "spectral_deficit_samples_db")
+
+
+def welch(a: List[float], b: List[float]) -> Dict[str, Any]:
+    """mean(a) - mean(b) with a 95% Welch t-interval; ``exceeds_spread`` when it excludes 0."""
+    from scipy import stats
+
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    se = (va + vb) ** 0.5
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1.0
+    half = float(stats.t.ppf(0.975, df)) * se
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "n": [len(a), len(b)], "exceeds_spread": bool(se > 0 and abs(diff) > half)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-samples", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--remeasure", action="store_true", help="measure every run again (default: reuse the "
+                    "numbers of runs whose weights did not change)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,22 +150,35 @@ def main() -> int:
         "author_tf": {k: dict(zip(("psnr_sampled", "ssim_sampled", "psnr_mean", "ssim_mean"), v)) for k, v in AUTHOR_TF.items()},
         "author_checkpoints": {},
         "runs": {},
+        "runs_n_samples": args.n_samples,
     }
+    prev_author = json.loads(RESULTS.read_text()).get("author_checkpoints", {}) if RESULTS.exists() and not args.remeasure else {}
     for loss, fname in AUTHOR_FILES.items():
         path = AUTHOR / fname
-        if path.exists():
+        old = prev_author.get(loss, {})
+        if path.exists() and old.get("n_samples") == args.n_samples and "spectral_deficit_samples_db" in old:
+            results["author_checkpoints"][loss] = old
+        elif path.exists():
             print(f"measuring author checkpoint {fname}", flush=True)
-            results["author_checkpoints"][loss] = measure(load_author_checkpoint(path), x_test, args.n_samples)
+            results["author_checkpoints"][loss] = {**measure(load_author_checkpoint(path), x_test, args.n_samples),
+                                                   "n_samples": args.n_samples}
+    previous = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() and not args.remeasure else {}
     names = sorted(p.name for p in RUNS.iterdir() if p.is_dir()) if RUNS.exists() else []
     for name in names:
         info = run_info(name)
         if info is None:
             results["runs"][name] = {"complete": False}
             continue
-        print(f"measuring run {name}", flush=True)
-        model = load_vae(RUNS / name)
         info.update(parse_name(name))
-        info["metrics"] = measure(model, x_test, args.n_samples)
+        info["weights_sha256"] = _fingerprint(RUNS / name / "model.safetensors")
+        old = previous.get(name, {})
+        if (old.get("weights_sha256") == info["weights_sha256"] and old.get("n_samples") == args.n_samples
+                and "spectral_deficit_samples_db" in old.get("metrics", {})):
+            info["metrics"] = old["metrics"]  # the same weights were measured before
+        else:
+            print(f"measuring run {name}", flush=True)
+            info["metrics"] = measure(load_vae(RUNS / name), x_test, args.n_samples)
+        info["n_samples"] = args.n_samples
         info["complete"] = True
         results["runs"][name] = info
     # Seed spreads of the short protocol.
@@ -141,6 +189,10 @@ def main() -> int:
             for k, v in info["metrics"].items():
                 g.setdefault(k, []).append(v)
     results["short_protocol"] = {loss: {k: spread(v) for k, v in g.items()} for loss, g in groups.items()}
+    results["short_protocol_differences"] = {
+        f"{a} - {b}": {m: welch(groups[a][m], groups[b][m]) for m in COMPARED}
+        for a, b in COMPARISONS if a in groups and b in groups and len(groups[a]["psnr_sampled"]) > 1 and len(groups[b]["psnr_sampled"]) > 1
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
     write_report(results)
@@ -148,8 +200,8 @@ def main() -> int:
     return 0
 
 
-def _fmt(v: Optional[float], nd: int = 3) -> str:
-    return "–" if v is None or v != v else f"{v:.{nd}f}"
+def _fmt(v: Any, nd: int = 3) -> str:
+    return "–" if not isinstance(v, (int, float)) or v != v else f"{v:.{nd}f}"
 
 
 def write_report(res: Dict[str, Any]) -> None:
@@ -159,57 +211,68 @@ def write_report(res: Dict[str, Any]) -> None:
         "Generated by `python evals/table1.py` from the runs of `python evals/reproduce.py`; the numbers",
         "are in [evals/results/table1.json](../evals/results/table1.json). Do not edit by hand.",
         "",
-        f"Protocol: {res['protocol']['psnr_ssim']}. LPC-SI: {res['protocol']['lpc_si']}.",
+        "Conventions. **Sampled z, raw output** (the paper's and the authors' code's convention): the",
+        "binarized test image against the decoder's raw output for one posterior sample of z (noise",
+        "seed 0), PSNR and SSIM per image, averaged over the 10,000 test images. **Mean z, clamped**:",
+        "the same against the output for z = posterior mean, clamped to [0, 1] (what a PNG shows).",
+        f"**LPC-SI** (higher is sharper) and the **spectral deficit** (dB; less high-frequency power",
+        "than the binarized test digits, band 0.25-0.5 cycles per pixel, see docs/metrics.md; lower is",
+        f"sharper) of {res['runs_n_samples'] if 'runs_n_samples' in res else 10000} prior samples z ~ N(0, I) (seed 0), clamped to [0, 1].",
         "",
-        "## The paper, the released checkpoints, and this project's runs (full protocol, seed 0)",
+        "## The paper, the released checkpoints, and this project's runs (full protocol: 50 epochs, seed 0)",
         "",
-        "| loss | paper PSNR / SSIM | released ckpt, TF (sampled z) | released ckpt, ours (sampled z) | ours: mean z, clamped | LPC-SI samples | LPC-SI recon |",
-        "|---|---|---|---|---|---|---|",
+        "| loss | paper (sampled z) | released, TensorFlow (sampled z) | released, stftblur (sampled z) | released, mean z clamped | this project (sampled z) | this project, mean z clamped | LPC-SI samples: released / this project | spectral deficit dB: released / this project |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    pending = []
     for loss in LOSS_ORDER:
-        if loss not in AUTHOR_FILES:
-            continue
         p = res["paper"].get(loss)
         tf = res["author_tf"].get(loss)
         a = res["author_checkpoints"].get(loss)
-        lines.append(
-            f"| {LOSS_LABEL[loss]} (released) | {p['psnr']:.2f} / {p['ssim']:.3f} | {tf['psnr_sampled']:.2f} / {tf['ssim_sampled']:.3f} | "
-            + (f"{a['psnr_sampled']:.2f} / {a['ssim_sampled']:.3f} | {a['psnr_mean_clamped']:.2f} / {a['ssim_mean_clamped']:.3f} | "
-               f"{_fmt(a['lpc_si_samples'])} | {_fmt(a['lpc_si_recon'])} |" if a else "– | – | – | – |")
-        )
-    lines += ["", "| this project's run (50 epochs, seed 0) | PSNR / SSIM (sampled z, raw) | mean z, clamped | LPC-SI samples | LPC-SI recon |", "|---|---|---|---|---|"]
-    pending = []
-    for loss in LOSS_ORDER:
-        name = f"full-{loss}-s0"
-        info = res["runs"].get(name)
-        if not info or not info.get("complete"):
-            pending.append(name)
-            continue
-        m = info["metrics"]
-        lines.append(
-            f"| {LOSS_LABEL[loss]} | {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | "
-            f"{_fmt(m['lpc_si_samples'])} | {_fmt(m['lpc_si_recon'])} |"
-        )
-        for fig in ("samples.png", "reconstructions.png"):
-            src = ROOT / info["dir"] / fig
-            if src.exists():
-                FIGURES.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, FIGURES / f"{loss}-{fig}")
+        info = res["runs"].get(f"full-{loss}-s0")
+        m = info["metrics"] if info and info.get("complete") else None
+        if m is None:
+            pending.append(f"full-{loss}-s0")
+        cells = [
+            LOSS_LABEL[loss],
+            f"{p['psnr']:.2f} / {p['ssim']:.3f}" if p else "–",
+            f"{tf['psnr_sampled']:.2f} / {tf['ssim_sampled']:.3f}" if tf else "–",
+            f"{a['psnr_sampled']:.2f} / {a['ssim_sampled']:.3f}" if a else "–",
+            f"{a['psnr_mean_clamped']:.2f} / {a['ssim_mean_clamped']:.3f}" if a else "–",
+            f"{m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f}" if m else "not finished",
+            f"{m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f}" if m else "–",
+            f"{_fmt(a and a['lpc_si_samples'])} / {_fmt(m and m['lpc_si_samples'])}",
+            f"{_fmt(a and a.get('spectral_deficit_samples_db'), 2)} / {_fmt(m and m.get('spectral_deficit_samples_db'), 2)}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     if pending:
-        lines += ["", f"Not finished yet (no summary.json): {', '.join(pending)}."]
+        lines += ["", f"Not finished yet (no summary.json): {', '.join(pending)}; `python evals/reproduce.py --list` shows how far each run got."]
     sp = res.get("short_protocol", {})
     if sp:
-        lines += ["", "## Seed spread (short protocol: 10 epochs)", "",
-                  "| loss | seeds | PSNR sampled | SSIM sampled | SSIM mean z clamped | LPC-SI samples |", "|---|---|---|---|---|---|"]
+        lines += ["", "## Seed spread (short protocol: 10 epochs, mean ± standard deviation over seeds)", "",
+                  "| loss | seeds | PSNR sampled | SSIM sampled | PSNR mean z clamped | SSIM mean z clamped | LPC-SI samples | spectral deficit dB |",
+                  "|---|---|---|---|---|---|---|---|"]
         for loss in LOSS_ORDER:
             if loss in sp:
                 s = sp[loss]
-                lines.append(
-                    f"| {LOSS_LABEL[loss]} | {s['psnr_sampled']['n']} | {s['psnr_sampled']['mean']:.3f} ± {_fmt(s['psnr_sampled']['std'])} | "
-                    f"{s['ssim_sampled']['mean']:.4f} ± {_fmt(s['ssim_sampled']['std'], 4)} | "
-                    f"{s['ssim_mean_clamped']['mean']:.4f} ± {_fmt(s['ssim_mean_clamped']['std'], 4)} | "
-                    f"{s['lpc_si_samples']['mean']:.4f} ± {_fmt(s['lpc_si_samples']['std'], 4)} |"
-                )
+                cell = lambda k, nd: f"{s[k]['mean']:.{nd}f} ± {_fmt(s[k]['std'], nd)}" if k in s else "–"  # noqa: E731
+                lines.append(f"| {LOSS_LABEL[loss]} | {s['psnr_sampled']['n']} | {cell('psnr_sampled', 3)} | {cell('ssim_sampled', 4)} | "
+                             f"{cell('psnr_mean_clamped', 3)} | {cell('ssim_mean_clamped', 4)} | {cell('lpc_si_samples', 4)} | "
+                             f"{cell('spectral_deficit_samples_db', 2)} |")
+        diffs = res.get("short_protocol_differences", {})
+        lines += ["", "### Do the differences exceed the seed spread?", "",
+                  "Difference of the means with its 95% Welch t-interval over seeds; **yes** where the interval",
+                  "excludes 0. With 3 seeds a row needs a large, consistent difference to count."]
+        if diffs:
+            lines += ["", "| rows | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB |", "|---|---|---|---|---|"]
+            for pair, d in diffs.items():
+                row = [pair]
+                for m, nd in zip(COMPARED, (3, 4, 4, 2)):
+                    x = d[m]
+                    row.append(f"{x['diff']:+.{nd}f} [{x['lo']:+.{nd}f}, {x['hi']:+.{nd}f}] " + ("**yes**" if x["exceeds_spread"] else "no"))
+                lines.append("| " + " | ".join(row) + " |")
+        else:
+            lines += ["", "No pair of rows has two or more finished seeds yet."]
     abl = {n: i for n, i in res["runs"].items() if n.startswith("abl-") and i.get("complete")}
     if abl:
         lines += ["", "## Ablations (short protocol, seed 0, around the project's configuration)", "",
@@ -217,12 +280,10 @@ def write_report(res: Dict[str, Any]) -> None:
         for n, i in abl.items():
             m = i["metrics"]
             lines.append(f"| {n} | {m['ssim_sampled']:.4f} | {m['psnr_sampled']:.3f} | {_fmt(m['lpc_si_samples'], 4)} |")
-    figures = [loss for loss in LOSS_ORDER if (FIGURES / f"{loss}-samples.png").exists()]
-    if figures:
-        lines += ["", "## Figures", ""]
-    for loss in figures:
-        lines += [f"**{LOSS_LABEL[loss]}**: prior samples, reconstructions", "",
-                  f"![{loss} samples](figures/reproduction/{loss}-samples.png) ![{loss} reconstructions](figures/reproduction/{loss}-reconstructions.png)", ""]
+    lines += ["", "## Figure", "",
+              "Test reconstructions and prior samples of the released checkpoints and of the models this",
+              "project ships (`models/`), with their LPC-SI and spectral deficit: `python evals/vae_figure.py`.",
+              "", "![VAE models side by side](figures/vae_models.png)", ""]
     REPORT.write_text("\n".join(lines).rstrip() + "\n")
 
 
