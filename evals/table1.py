@@ -273,13 +273,30 @@ def write_report(res: Dict[str, Any]) -> None:
                 lines.append("| " + " | ".join(row) + " |")
         else:
             lines += ["", "No pair of rows has two or more finished seeds yet."]
-    abl = {n: i for n, i in res["runs"].items() if n.startswith("abl-") and i.get("complete")}
+    abl: Dict[str, Dict[str, List[float]]] = {}
+    for n, i in res["runs"].items():
+        if n.startswith("abl-") and i.get("complete"):
+            g = abl.setdefault(n[len("abl-"):].rsplit("-s", 1)[0], {})
+            for k, v in i["metrics"].items():
+                g.setdefault(k, []).append(v)
     if abl:
-        lines += ["", "## Ablations (short protocol, seed 0, around the project's configuration)", "",
-                  "| run | SSIM sampled | PSNR sampled | LPC-SI samples |", "|---|---|---|---|"]
-        for n, i in abl.items():
-            m = i["metrics"]
-            lines.append(f"| {n} | {m['ssim_sampled']:.4f} | {m['psnr_sampled']:.3f} | {_fmt(m['lpc_si_samples'], 4)} |")
+        base = {k: [r["metrics"][k] for n, r in res["runs"].items() if n.startswith("short-lpl-") and r.get("complete")]
+                for k in COMPARED}
+        lines += ["", "## Loss-design study in the VAE (short protocol, variants of the project's configuration)", "",
+                  "Each variant changes one option of `--loss ours --preset default` (see `evals/reproduce.py`,",
+                  "ABLATIONS); the difference is against the project's configuration (`lpl`) with a 95% Welch interval.", "",
+                  "| variant | seeds | SSIM sampled | PSNR sampled | LPC-SI samples | spectral deficit dB | SSIM - lpl | PSNR - lpl |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, g in abl.items():
+            cells = [f"{statistics.fmean(g[k]):.{nd}f}" + (f" ± {statistics.stdev(g[k]):.{nd}f}" if len(g[k]) > 1 else "")
+                     for k, nd in (("ssim_sampled", 4), ("psnr_sampled", 3), ("lpc_si_samples", 4), ("spectral_deficit_samples_db", 2))]
+            for k, nd in (("ssim_sampled", 4), ("psnr_sampled", 3)):
+                if len(g[k]) > 1 and len(base[k]) > 1:
+                    w = welch(g[k], base[k])
+                    cells.append(f"{w['diff']:+.{nd}f} [{w['lo']:+.{nd}f}, {w['hi']:+.{nd}f}] " + ("**yes**" if w["exceeds_spread"] else "no"))
+                else:
+                    cells.append("needs 2+ seeds of both")
+            lines.append(f"| {name} | {len(g['ssim_sampled'])} | " + " | ".join(cells) + " |")
     lines += ["", "## Figure", "",
               "Test reconstructions and prior samples of the released checkpoints and of the models this",
               "project ships (`models/`), with their LPC-SI and spectral deficit: `python evals/vae_figure.py`.",
