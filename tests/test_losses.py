@@ -410,3 +410,24 @@ def test_cuda_matches_cpu(preset):
     ls.backward()
     assert torch.allclose(lc.cpu(), ls, rtol=1e-4)
     assert torch.allclose(xc.grad.cpu(), xs.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_terms_split_the_loss_into_amplitude_and_phase():
+    # -x has every coefficient's phase turned by pi and the same amplitudes: the amplitude part is
+    # 0 and the phase part is lambda * pi * mean(W), W the hand-derived linear weights of a 16x16
+    # window (radial frequency over sqrt(2), each axis normalised to its largest |f|).
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64) + 0.1
+    loss = LocalPhaseLoss()
+    t = loss.terms(x, -x)
+    fu = np.abs(np.fft.fftfreq(16)) / 0.5
+    fv = np.fft.rfftfreq(16) / 0.5
+    w = np.sqrt(fu[:, None] ** 2 + fv[None, :] ** 2) / np.sqrt(2)
+    assert t["amplitude"].item() == pytest.approx(0.0, abs=1e-12)
+    assert t["phase"].item() == pytest.approx(3.0 * np.pi * w.mean(), rel=1e-9)
+    y = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)
+    parts = loss.terms(x, y)
+    assert (parts["amplitude"] + parts["phase"]).item() == pytest.approx(loss(x, y).item(), rel=1e-12)
+    x.requires_grad_()
+    loss.terms(x, y)["phase"].backward()
+    assert torch.isfinite(x.grad).all()

@@ -513,6 +513,28 @@ class LocalPhaseLoss(nn.Module):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _local_phase_loss(input, target, self.options, self.reduction)
 
+    def terms(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
+        r"""The loss split into its amplitude and phase parts, for logging.
+
+        Convention:
+            ``"amplitude"`` is the loss with ``phase_weight=0`` and ``"phase"`` the loss with
+            ``amplitude_weight=0``, each already multiplied by its weight (:math:`\alpha`,
+            :math:`\lambda`) and by the frequency weights, reduced like :meth:`forward`;
+            ``"total"`` is their sum, which equals :meth:`forward` up to float rounding (the loss
+            is linear in the two weights). Costs two evaluations of the loss; every part is
+            differentiable, so ``terms(...)["total"]`` can also be trained on.
+
+        Examples:
+            >>> import torch
+            >>> x = torch.rand(2, 1, 32, 32)
+            >>> t = LocalPhaseLoss().terms(x, 2 * x)  # same phases, doubled amplitudes
+            >>> sorted(t), round(t["phase"].item(), 4), t["amplitude"].item() > 0
+            (['amplitude', 'phase', 'total'], 0.0, True)
+        """
+        amplitude = _local_phase_loss(input, target, self.options.replace(phase_weight=0.0), self.reduction)
+        phase = _local_phase_loss(input, target, self.options.replace(amplitude_weight=0.0), self.reduction)
+        return {"amplitude": amplitude, "phase": phase, "total": amplitude + phase}
+
     def extra_repr(self) -> str:
         return format_options(self.config)
 
