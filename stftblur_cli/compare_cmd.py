@@ -81,7 +81,13 @@ def compare_command(
     metric_names = _metric_names(metrics, reference_dir is not None)
     device = resolve_device(device)
 
-    inventories = [_inventory(folder, reference_dir, option="folder") for folder in folders]
+    # A folder without pairs (prior samples beside reconstructions) just gets no PSNR/SSIM.
+    inventories = [_inventory(folder, reference_dir, option="folder", need_pairs=False) for folder in folders]
+    if reference_dir is not None and not any(inv.pairs for inv in inventories):
+        raise CliError(
+            f"no image of {', '.join(map(str, folders))} has a counterpart in --reference {reference_dir} "
+            f"({len(inventories[0].references)} images)"
+        )
     reference_set = _reference_set(reference_set_dir, band, device, batch_size)
     comparison = Comparison(_evaluate(inventories, metric_names, device, batch_size, reference_set), reference_set)
 

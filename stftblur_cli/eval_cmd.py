@@ -69,19 +69,24 @@ def _metric_names(metrics: Optional[str], with_reference: bool) -> Tuple[str, ..
         raise CliError(f"--metrics: {e}") from None
 
 
-def _inventory(images_dir: Path, reference_dir: Optional[Path], option: str = "--images") -> "Inventory":
-    """The files of one folder (and their pairs), or a one-line error when there is nothing to evaluate."""
+def _inventory(images_dir: Path, reference_dir: Optional[Path], option: str = "--images", need_pairs: bool = True) -> "Inventory":
+    """The files of one folder (and their pairs), or a one-line error when there is nothing to
+    evaluate (no image; with ``need_pairs``, no image paired with the reference folder)."""
     from stftblur.evaluation import take_inventory
 
     inv = take_inventory(images_dir, reference_dir)
     if not inv.images:
         raise CliError(f"{option} {images_dir}: no images found ({len(inv.ignored)} other files ignored)")
-    if reference_dir is not None and not inv.pairs:
-        raise CliError(
-            f"no image of {images_dir} ({len(inv.images)} images) has a counterpart in --reference "
-            f"{reference_dir} ({len(inv.references)} images)"
-        )
+    if reference_dir is not None and need_pairs and not inv.pairs:
+        raise _no_pairs(images_dir, inv, reference_dir)
     return inv
+
+
+def _no_pairs(images_dir: Path, inv: "Inventory", reference_dir: Path) -> CliError:
+    return CliError(
+        f"no image of {images_dir} ({len(inv.images)} images) has a counterpart in --reference "
+        f"{reference_dir} ({len(inv.references)} images)"
+    )
 
 
 def _reference_set(folder: Optional[Path], band: Tuple[float, float], device: str, batch_size: int) -> Optional["ReferenceSet"]:
