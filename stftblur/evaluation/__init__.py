@@ -23,7 +23,7 @@ from stftblur.evaluation._engine import (
 from stftblur.evaluation._inventory import Inventory, pair_images, take_inventory
 from stftblur.evaluation._report import EvalReport, ImageResult, summarize
 from stftblur.evaluation._sets import ImageSetError, ReferenceSet, check_set_size, spectral_summary
-from stftblur.evaluation._writers import plot_report, save_figure, write_csv, write_json
+from stftblur.evaluation._writers import plot_report, write_csv, write_json
 
 __all__ = [
     "EvalReport",
@@ -43,7 +43,6 @@ __all__ = [
     "pair_images",
     "plot_comparison",
     "plot_report",
-    "save_figure",
     "spectral_summary",
     "summarize",
     "take_inventory",

@@ -15,6 +15,7 @@ from stftblur._atomic import PathLike, atomic_write
 from stftblur.evaluation._engine import evaluate_folder
 from stftblur.evaluation._report import EvalReport, _json_safe
 from stftblur.evaluation._sets import ReferenceSet
+from stftblur.viz import save_figure
 
 __all__ = ["Comparison", "compare_folders", "plot_comparison", "write_comparison_csv"]
 
@@ -187,7 +188,6 @@ def plot_comparison(comparison: Comparison, path: PathLike, title: Optional[str]
         >>> plot_comparison(c, d / "spectra.png").read_bytes()[:4]
         b'\\x89PNG'
     """
-    from stftblur.evaluation._writers import save_figure
     from stftblur.metrics.spectral import plot_spectra
 
     ref = comparison.reference_set

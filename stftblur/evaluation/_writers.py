@@ -12,13 +12,12 @@ import numpy as np
 
 from stftblur._atomic import PathLike, atomic_write
 from stftblur.evaluation._report import EvalReport
+from stftblur.viz import save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
-
     from stftblur.evaluation._compare import Comparison
 
-__all__ = ["plot_report", "save_figure", "write_csv", "write_json"]
+__all__ = ["plot_report", "write_csv", "write_json"]
 
 
 def write_json(report: Union[EvalReport, "Comparison"], path: PathLike) -> Path:
@@ -144,15 +143,3 @@ def plot_report(report: EvalReport, path: PathLike) -> Path:
     fig.suptitle(name)
     return save_figure(fig, path)
 
-
-def save_figure(fig: "Figure", path: PathLike) -> Path:
-    """Save a matplotlib figure atomically, in the format of ``path``'s extension (PNG by default).
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> from matplotlib.figure import Figure
-        >>> save_figure(Figure(), pathlib.Path(tempfile.mkdtemp()) / "f.png").read_bytes()[:4]
-        b'\\x89PNG'
-    """
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format=suffix))
