@@ -20,6 +20,14 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (out / "samples.png").exists() and (out / "reconstructions.png").exists()
     assert "this demo run" in result.output and "PSNR" in result.output
+    # The figure shows each 28x28 digit at 4x (three panels of 4x4 digits, 122 grid pixels each
+    # way); the spectrum plot is beside it; the deficit of the samples is in the summary.
+    from PIL import Image
+
+    width, height = Image.open(out / "figure.png").size
+    assert width >= 3 * 3 * 122 and height >= 3 * 122
+    assert (out / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
+    assert "1,000 prior samples" in result.output and " dB" in result.output
     # A second demo into the same directory must not clobber the first.
     again = CliRunner().invoke(cli, ["demo", "--steps", "2", "--out", str(out), "--threads", "1"])
     assert again.exit_code != 0
@@ -40,3 +48,5 @@ def test_steps_beyond_one_epoch_are_all_trained(tmp_path, monkeypatch):
     assert summary["stopped_by"] == "max_steps" and summary["test_images"] == 7
     assert "for 5 steps" in result.output
     assert "MNIST test set, 7 images" in result.output and "10,000" not in result.output
+    assert (out / "figure.png").exists() and (out / "spectrum.png").exists()
+    assert "against the 7 test digits" in result.output

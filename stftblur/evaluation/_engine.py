@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
 
 from stftblur._atomic import PathLike
 from stftblur._checks import check_positive_int
-from stftblur.evaluation._inventory import Inventory, take_inventory
+from stftblur.evaluation._inventory import Inventory, _batches, take_inventory
 from stftblur.evaluation._report import EvalReport, ImageResult
+from stftblur.evaluation._sets import ReferenceSet, check_set_size
 from stftblur.io import ImageInfo, ImageReadError, probe_image, read_image
 from stftblur.metrics._registry import METRICS, get_metric
+from stftblur.metrics.spectral import RadialSpectrum
 
 __all__ = [
     "check_metrics",
@@ -133,12 +135,13 @@ def evaluate_folder(
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 16,
     progress: Optional[Callable[[int], None]] = None,
+    reference_set: Optional[ReferenceSet] = None,
 ) -> EvalReport:
-    """Evaluate every image of a folder, optionally against a reference folder.
+    """Evaluate every image of a folder, optionally against a reference folder and a reference set.
 
     Convention:
         :func:`take_inventory` followed by :func:`evaluate_inventory`; see the latter for the
-        data range, the metric settings and what happens to bad files.
+        data range, the metric settings, the reference set and what happens to bad files.
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -150,7 +153,7 @@ def evaluate_folder(
         {'lpc_si': 0.0}
     """
     inv = take_inventory(images_dir, reference_dir)
-    return evaluate_inventory(inv, metrics, device, batch_size, progress)
+    return evaluate_inventory(inv, metrics, device, batch_size, progress, reference_set)
 
 
 @dataclasses.dataclass
@@ -166,6 +169,7 @@ class _Run:
     mismatched: Dict[str, str] = dataclasses.field(default_factory=dict)
     infos: Dict[str, ImageInfo] = dataclasses.field(default_factory=dict)
     comparable: Set[str] = dataclasses.field(default_factory=set)  # reference probed fine, same size
+    spectrum: Optional[RadialSpectrum] = None  # the images' spectrum, with a reference set
 
     @property
     def wants_reference(self) -> bool:
@@ -183,8 +187,9 @@ def evaluate_inventory(
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 16,
     progress: Optional[Callable[[int], None]] = None,
+    reference_set: Optional[ReferenceSet] = None,
 ) -> EvalReport:
-    """Compute the metrics of every image of an :class:`Inventory`.
+    """Compute the metrics of every image of an :class:`Inventory`, and its spectral deficit.
 
     Convention:
         Images are read by :func:`stftblur.io.read_image` (values in [0, 1], so ``data_range``
@@ -198,8 +203,16 @@ def evaluate_inventory(
         (``unreadable_references``); a pair whose sizes or channel counts differ is recorded in
         ``mismatched`` and gets no PSNR/SSIM (its LPC-SI is still computed); SSIM of an image
         smaller than the 11x11 window is an error on that image. Nothing raises for a bad file:
-        the rest is evaluated. When only reference metrics are asked for, unpaired images are
-        not read.
+        the rest is evaluated. When only reference metrics are asked for (and there is no
+        reference set), unpaired images are not read.
+
+        With a ``reference_set`` (unpaired: any number of real images), the radial power
+        spectrum of every readable image is accumulated from the same batches
+        (:class:`stftblur.metrics.RadialSpectrum`) and compared with the set's
+        (:func:`stftblur.metrics.spectral_deficit`, the set's band, window and bins):
+        ``report.spectral`` and ``report.set_metrics()["spectral_deficit_db"]``. The images
+        must all have the reference set's (H, W): :class:`ImageSetError`, naming both sizes,
+        is raised after the headers are read and before any pixel is.
 
     Args:
         inventory: from :func:`take_inventory`.
@@ -207,6 +220,7 @@ def evaluate_inventory(
         device: where to compute.
         batch_size: images per batch.
         progress: called with the number of images just finished (e.g. ``tqdm.update``).
+        reference_set: a :class:`ReferenceSet` for the spectral deficit, or None.
 
     Returns:
         An :class:`EvalReport`.
@@ -227,13 +241,17 @@ def evaluate_inventory(
     with_reference = inventory.reference_dir is not None
     metrics_t = check_metrics(default_metrics(with_reference) if metrics is None else metrics, with_reference)
     images = inventory.images
-    if all(METRICS[m].needs_reference for m in metrics_t):
+    if reference_set is None and all(METRICS[m].needs_reference for m in metrics_t):
         images = [p for p in images if p in inventory.pairs]  # only paired images have anything to compute
     run = _Run(inventory, metrics_t, device, {p: ImageResult(path=p, reference=inventory.pairs.get(p)) for p in images})
 
     for p in images:
         _probe(run, p)
     readable = [p for p in images if p in run.infos]
+    if reference_set is not None:
+        name = str(inventory.images_dir)
+        reference_set.check_size(name, check_set_size(name, readable, run.infos))
+        run.spectrum = RadialSpectrum(window=reference_set.window, n_bins=reference_set.n_bins)
     for batch in _batches(readable, run.infos, batch_size):
         _evaluate_batch(run, batch)
         if progress is not None:
@@ -254,6 +272,8 @@ def evaluate_inventory(
         unpaired_references=inventory.unpaired_references,
         ignored=inventory.ignored,
         ignored_references=inventory.ignored_references,
+        reference_set=reference_set,
+        spectral=reference_set.compare(run.spectrum) if run.spectrum is not None and run.spectrum.count else None,
     )
 
 
@@ -291,17 +311,6 @@ def _probe(run: _Run, p: str) -> None:
         run.comparable.add(p)
 
 
-def _batches(items: Sequence[str], infos: Dict[str, ImageInfo], batch_size: int) -> Iterator[List[str]]:
-    """Items grouped by (channels, height, width), in order of first appearance, then chunked."""
-    groups: Dict[Tuple[int, int, int], List[str]] = {}
-    for p in items:
-        i = infos[p]
-        groups.setdefault((i.channels, i.height, i.width), []).append(p)
-    for group in groups.values():
-        for start in range(0, len(group), batch_size):
-            yield group[start : start + batch_size]
-
-
 def _evaluate_batch(run: _Run, batch: List[str]) -> None:
     """Read one batch of equal-sized images (and their references) and fill in their results."""
     inv = run.inventory
@@ -329,6 +338,8 @@ def _evaluate_batch(run: _Run, batch: List[str]) -> None:
         return
     x = torch.from_numpy(np.stack(arrays)).to(run.device)
     h, w = x.shape[-2:]
+    if run.spectrum is not None:
+        run.spectrum.update(x, str(inv.images_dir))
     with_ref = [i for i, r in enumerate(refs) if r is not None]
     y = torch.from_numpy(np.stack([refs[i] for i in with_ref])).to(run.device) if with_ref else None  # type: ignore[misc]
     values: Dict[str, List[Optional[float]]] = {}

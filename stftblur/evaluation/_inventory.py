@@ -6,10 +6,10 @@ import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from stftblur._atomic import PathLike
-from stftblur.io import find_images
+from stftblur.io import ImageInfo, find_images
 
 __all__ = ["Inventory", "pair_images", "take_inventory"]
 
@@ -91,3 +91,14 @@ def take_inventory(images_dir: PathLike, reference_dir: Optional[PathLike] = Non
         inv.references, inv.ignored_references = find_images(reference_dir)
         inv.pairs, inv.unpaired_images, inv.unpaired_references = pair_images(images, inv.references)
     return inv
+
+
+def _batches(items: Sequence[str], infos: Dict[str, ImageInfo], batch_size: int) -> Iterator[List[str]]:
+    """Items grouped by (channels, height, width), in order of first appearance, then chunked."""
+    groups: Dict[Tuple[int, int, int], List[str]] = {}
+    for p in items:
+        i = infos[p]
+        groups.setdefault((i.channels, i.height, i.width), []).append(p)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]

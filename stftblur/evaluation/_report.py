@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
 from stftblur import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stftblur.evaluation._sets import ReferenceSet
+    from stftblur.metrics.spectral import SpectralDeficit
 
 __all__ = ["EvalReport", "ImageResult", "summarize"]
 
@@ -45,8 +49,11 @@ class EvalReport:
         ``results`` has one entry per image that was looked at (unpaired images included when
         a no-reference metric was asked for), in path order. ``unreadable`` and
         ``unreadable_references`` map relative paths to the reason; ``mismatched`` maps image
-        paths to the size mismatch with their reference. :meth:`to_dict` is the JSON document
-        that :func:`write_json` writes.
+        paths to the size mismatch with their reference. With a ``reference_set`` (a
+        :class:`ReferenceSet`), ``spectral`` is the :class:`~stftblur.metrics.SpectralDeficit`
+        of the readable images against it (None if none could be read) and
+        :meth:`set_metrics` its summary, with the key ``spectral_deficit_db``. :meth:`to_dict`
+        is the JSON document that :func:`write_json` writes.
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -71,6 +78,8 @@ class EvalReport:
     unpaired_references: List[str]
     ignored: List[str]
     ignored_references: List[str]
+    reference_set: Optional["ReferenceSet"] = dataclasses.field(default=None, repr=False)
+    spectral: Optional["SpectralDeficit"] = dataclasses.field(default=None, repr=False)
 
     def summary(self) -> Dict[str, Dict[str, Optional[float]]]:
         """count, mean, std (sample), median, min and max of each metric (see :func:`summarize`)."""
@@ -83,7 +92,20 @@ class EvalReport:
             *(f"unreadable image {p}: {e}" for p, e in self.unreadable.items()),
             *(f"unreadable reference {p}: {e}" for p, e in self.unreadable_references.items()),
             *(f"{p}: {e}" for p, e in self.mismatched.items()),
+            *(
+                f"unreadable reference-set image {p}: {e}"
+                for p, e in (self.reference_set.unreadable.items() if self.reference_set is not None else ())
+            ),
         ]
+
+    def set_metrics(self) -> Dict[str, Any]:
+        """Set-level results: ``{"spectral_deficit_db": ..., "spectral_deficit": {...}}`` with a
+        reference set (see :func:`spectral_summary`), else empty."""
+        if self.reference_set is None:
+            return {}
+        from stftblur.evaluation._sets import spectral_summary
+
+        return spectral_summary(self.spectral, self.reference_set)
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON document (infinities, such as the PSNR of identical images, as ``"inf"``)."""
@@ -95,6 +117,8 @@ class EvalReport:
                 "metrics": list(self.metrics),
                 "settings": self.settings,
                 "summary": self.summary(),
+                "reference_set_dir": None if self.reference_set is None else str(self.reference_set.directory),
+                "set_metrics": self.set_metrics(),
                 "images": [dataclasses.asdict(r) for r in self.results],
                 "unreadable": self.unreadable,
                 "unreadable_references": self.unreadable_references,
@@ -103,6 +127,7 @@ class EvalReport:
                 "unpaired_references": self.unpaired_references,
                 "ignored_files": {"count": len(self.ignored), "paths": self.ignored},
                 "ignored_reference_files": {"count": len(self.ignored_references), "paths": self.ignored_references},
+                "unreadable_reference_set": {} if self.reference_set is None else dict(self.reference_set.unreadable),
             }
         )
 

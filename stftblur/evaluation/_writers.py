@@ -6,17 +6,22 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from stftblur._atomic import PathLike, atomic_write
 from stftblur.evaluation._report import EvalReport
+from stftblur.viz import save_figure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stftblur.evaluation._compare import Comparison
 
 __all__ = ["plot_report", "write_csv", "write_json"]
 
 
-def write_json(report: EvalReport, path: PathLike) -> Path:
-    """Write :meth:`EvalReport.to_dict` as indented JSON.
+def write_json(report: Union[EvalReport, "Comparison"], path: PathLike) -> Path:
+    """Write :meth:`EvalReport.to_dict` (or :meth:`Comparison.to_dict`) as indented JSON.
 
     Convention:
         Strict JSON: infinities are the strings ``"inf"``/``"-inf"``. Parent folders are
@@ -75,12 +80,17 @@ def write_csv(report: EvalReport, path: PathLike) -> Path:
 
 
 def plot_report(report: EvalReport, path: PathLike) -> Path:
-    """Draw the per-image distribution of each metric (histogram with the mean and median) to a PNG.
+    """Draw the per-image distribution of each metric (histogram with the mean and median) to a
+    PNG, and, with a reference set, the two sets' spectra and their ratio.
 
     Convention:
         One panel per metric; infinite values are counted in the title and left out of the
-        histogram. Uses matplotlib's object API (no pyplot state, no display needed); the
-        format follows the extension of ``path``.
+        histogram. With ``report.spectral`` (a reference set was given), the histograms stand in
+        a column on the left and :func:`stftblur.metrics.plot_spectra` draws, on the right, the
+        mean radial power spectrum (log scale) of the images and of the reference set against
+        the frequency in cycles per pixel, their ratio in dB below, and the deficit band shaded.
+        Uses matplotlib's object API (no pyplot state, no display needed); the format follows
+        the extension of ``path``.
 
     Examples:
         >>> import tempfile, pathlib, numpy as np
@@ -94,10 +104,28 @@ def plot_report(report: EvalReport, path: PathLike) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from stftblur.metrics.spectral import plot_spectra
+
     metrics = report.metrics
-    fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    name = Path(report.images_dir).name or report.images_dir
+    if report.spectral is None:
+        fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    else:
+        assert report.reference_set is not None
+        fig = Figure(figsize=(4.4 + 7.0, max(6.5, 3.0 * len(metrics))), layout="constrained")
+        FigureCanvasAgg(fig)
+        left, right = fig.subfigures(1, 2, width_ratios=(4.4, 7.0))
+        axes = left.subplots(len(metrics), 1, squeeze=False)[:, 0]
+        ref_dir = report.reference_set.directory
+        plot_spectra(
+            {name: report.spectral.images},
+            report.spectral.reference,
+            reference_label=f"reference set {ref_dir.name or ref_dir}",
+            band=report.spectral.band,
+            figure=right,
+        )
     for ax, m in zip(axes, metrics):
         v = np.array([r.values.get(m) for r in report.results if r.values.get(m) is not None], dtype=np.float64)
         finite = v[np.isfinite(v)]
@@ -112,6 +140,6 @@ def plot_report(report: EvalReport, path: PathLike) -> Path:
         ax.set_title(f"{m} (n={v.size}{extra})")
         ax.set_xlabel(m)
         ax.set_ylabel("images")
-    fig.suptitle(Path(report.images_dir).name or report.images_dir)
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format=suffix))
+    fig.suptitle(name)
+    return save_figure(fig, path)
+

@@ -527,6 +527,7 @@ def plot_spectra(
     reference_label: str = "reference",
     band: Optional[Tuple[float, float]] = DEFAULT_BAND,
     title: Optional[str] = None,
+    figure: Optional["Figure"] = None,
 ) -> "Figure":
     """Plot sets' radial power spectra against a reference's, and their ratio in dB.
 
@@ -545,9 +546,11 @@ def plot_spectra(
         reference_label: the reference's legend label.
         band: the band to shade and to compute the deficits over, or None for neither.
         title: an optional figure title.
+        figure: a :class:`matplotlib.figure.Figure` or ``SubFigure`` to draw the two panels in
+            (e.g. one part of a larger figure); None for a new 7 x 6.5 inch figure.
 
     Returns:
-        The :class:`matplotlib.figure.Figure`.
+        The :class:`matplotlib.figure.Figure` (``figure`` when one was given).
 
     Examples:
         >>> import torch
@@ -569,8 +572,11 @@ def plot_spectra(
     ref_freqs = reference.freqs.detach().cpu().double().numpy()
     ref_power = reference.power.detach().cpu().double().numpy()
 
-    fig = Figure(figsize=(7.0, 6.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    if figure is None:
+        fig = Figure(figsize=(7.0, 6.5), layout="constrained")
+        FigureCanvasAgg(fig)
+    else:
+        fig = figure
     ax_p, ax_r = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     ax_p.semilogy(ref_freqs, ref_power, color="black", linewidth=2.0, label=f"{reference_label} (n={reference.n_images})")
     ax_r.axhline(0.0, color="black", linewidth=2.0)

@@ -8,7 +8,13 @@ test metrics and prior samples).
 
 from stftblur._deprecated import moved
 from stftblur.training.config import TrainConfig, make_train_config
-from stftblur.training.evaluation import evaluate_checkpoint, evaluate_reconstructions, lpc_si_of, sample_prior
+from stftblur.training.evaluation import (
+    evaluate_checkpoint,
+    evaluate_reconstructions,
+    lpc_si_of,
+    sample_prior,
+    vae_figures,
+)
 from stftblur.training.objective import (
     DEFAULT_FREQ_WEIGHTS,
     FREQ_PRESETS,
@@ -41,6 +47,7 @@ __all__ = [
     "sample_prior",
     "train_step",
     "train_vae",
+    "vae_figures",
 ]
 
 # Moved for one release: image writing to stftblur.io; process-wide tuning to the command line.
