@@ -195,6 +195,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         test = make_test_set()
         if "blurry" not in results:
             results["blurry"] = record(score(test.blurry, test.sharp), names=test.names, sigma=test.sigma)
+        if "sharp_lpc_si" not in results["blurry"]:
+            from stftblur.metrics import lpc_si
+
+            results["blurry"]["sharp_lpc_si"] = float(lpc_si(test.sharp).mean())
             if args.out_dir:
                 save_pngs(test.sharp, test.names, Path(args.out_dir) / "sharp")
                 save_pngs(test.blurry, test.names, Path(args.out_dir) / "blurry")
@@ -227,6 +231,8 @@ def table(results: Dict[str, Any]) -> str:
     rows = ["| configuration | aux weight | PSNR (dB) | SSIM | LPC-SI | PSNR - L1, paired (95% CI) | SSIM - L1, paired (95% CI) | LPC-SI - L1, paired (95% CI) | seeds |",
             "|---|---|---|---|---|---|---|---|---|",
             f"| blurry input | | {b['psnr']:.3f} | {b['ssim']:.4f} | {b['lpc_si']:.4f} | | | | |"]
+    if "sharp_lpc_si" in b:
+        rows.append(f"| sharp reference | | | | {b['sharp_lpc_si']:.4f} | | | | |")
     for name, res in results.items():
         if name == "blurry":
             continue
