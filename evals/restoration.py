@@ -85,10 +85,14 @@ def train_one(config: str, seed: int, args: argparse.Namespace, test, log_every:
     spec = parse_config(config)
     torch.manual_seed(seed)
     sampler = TrainSampler(seed, args.crop_size, args.batch_size, deg=Degradation())
-    weight = 0.0
+    weight, calibration = 0.0, None
     if spec["aux"]:
-        calib = TrainSampler(4321, args.crop_size, 64, deg=Degradation())  # independent of the seed
-        weight = calibrated_weight(spec["aux"], spec["ratio"], *calib.sample())
+        calib_blurry, calib_sharp = TrainSampler(4321, args.crop_size, 64, deg=Degradation()).sample()  # seed-independent
+        weight = calibrated_weight(spec["aux"], spec["ratio"], calib_blurry, calib_sharp)
+        probe = Objective(spec["aux"], weight)
+        with torch.no_grad():
+            probe(calib_blurry, calib_sharp)
+        calibration = probe.last  # L1 and aux between degraded and sharp crops: the untrained network's
     net = make_net(args.model)
     objective = Objective(spec["aux"], weight)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -111,7 +115,7 @@ def train_one(config: str, seed: int, args: argparse.Namespace, test, log_every:
     if args.out_dir:
         save_pngs(restored, test.names, Path(args.out_dir) / config / f"seed{seed}")
     return record(score(restored, test.sharp), seed=seed, weight=weight, seconds=round(seconds, 1),
-                  final_terms=objective.last)
+                  initial_terms=calibration, final_terms=objective.last)
 
 
 def save_pngs(images: torch.Tensor, names: Sequence[str], folder: Path) -> None:
