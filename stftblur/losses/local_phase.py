@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from stftblur._checks import check_choice, check_pair, check_reduction, reduce
+from stftblur.losses import _compiled
 from stftblur.losses.config import (  # noqa: F401 (AGGREGATES ... are re-exported for compatibility)
     AGGREGATES,
     FREQUENCY_WEIGHTINGS,
@@ -132,10 +133,12 @@ def _coefficient_terms(
         g = dphi.sign_()
     else:
         a_p, c_p = a, c
+        # Two separately rounded products (not addcmul, which may fuse them): then im is exactly
+        # 0 where the two phases are exactly equal or opposite, and so is the subgradient there.
         re = a * c
-        re.addcmul_(b, d).add_(0.0)  # -0.0 -> +0.0: atan2(0, -0.0) would be pi, not 0
+        re.add_(b * d).add_(0.0)  # -0.0 -> +0.0: atan2(0, -0.0) would be pi, not 0
         im = b * c
-        im.addcmul_(a, d, value=-1.0)
+        im.sub_(a * d)
         po_p, pt_p = po, pt
         if phase_distance == "wrapped":
             per.add_(torch.atan2(im.abs(), re), alpha=phase_weight)
@@ -168,6 +171,21 @@ def _coefficient_terms(
     return values, go, gt
 
 
+def _adjoint(plan: StftPlan, grad: torch.Tensor, window: Optional[torch.Tensor], h: int, w: int) -> torch.Tensor:
+    """plan.adjoint, with the window and overlap-add compiled where available."""
+    out = _compiled.overlap_add(plan.adjoint_patches(grad), window, h, w, plan.stride)
+    return out if out is not None else plan.adjoint(grad, window, h, w)
+
+
+_SECOND_ORDER_MESSAGE = (
+    "local_phase_loss does not support second-order gradients (backward with create_graph=True, "
+    "as in gradient penalties or Hessian-vector products): its gradient is computed analytically "
+    "in the forward pass and is not itself differentiable. Compute the gradient of this loss "
+    "without create_graph=True, or use a differentiable formulation (for example "
+    "stftblur.stft2d with torch.angle and torch.abs) for that term."
+)
+
+
 class _LocalPhaseFunction(torch.autograd.Function):
     """Fused forward and analytic backward.
 
@@ -175,6 +193,11 @@ class _LocalPhaseFunction(torch.autograd.Function):
     computes both spectra, the loss and, while the spectra are at hand, the gradient of every
     coefficient, which one adjoint transform (inverse FFT, window, overlap-add) turns into the
     image gradient. Only that image gradient is kept for the backward pass, which scales it.
+
+    On the CPU in float32 the coefficient terms and the windowed overlap-add run as compiled
+    kernels where a C compiler is available (:mod:`stftblur.losses._compiled`);
+    ``_coefficient_terms`` and ``StftPlan.adjoint`` are the pure-PyTorch reference they are
+    tested against. The backward pass is not differentiable: ``create_graph=True`` raises.
     """
 
     @staticmethod
@@ -216,15 +239,14 @@ class _LocalPhaseFunction(torch.autograd.Function):
                 continue
             fo = plan.forward(xo[i:j], window)
             ft = plan.forward(xt[i:j], window)
-            v, go, gt = _coefficient_terms(
-                fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
-                phase_offset, eps, need_o, need_t,
-            )
+            terms = (fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+                     phase_offset, eps, need_o, need_t)
+            v, go, gt = _compiled.coefficient_terms(*terms) or _coefficient_terms(*terms)
             values[i:j] = v
             if go is not None:
-                grad_o[i:j] = plan.adjoint(go, window, h, w)  # type: ignore[index]
+                grad_o[i:j] = _adjoint(plan, go, window, h, w)  # type: ignore[index]
             if gt is not None:
-                grad_t[i:j] = plan.adjoint(gt, window, h, w)  # type: ignore[index]
+                grad_t[i:j] = _adjoint(plan, gt, window, h, w)  # type: ignore[index]
         ctx.save_for_backward(
             grad_o.view(b, c, h, w) if grad_o is not None else None,
             grad_t.view(b, c, h, w) if grad_t is not None else None,
@@ -232,8 +254,9 @@ class _LocalPhaseFunction(torch.autograd.Function):
         return values.view(b, c).sum(1)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_values: torch.Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise RuntimeError(_SECOND_ORDER_MESSAGE)
         grad_o, grad_t = ctx.saved_tensors
         g = grad_values.view(-1, 1, 1, 1)
         return (
