@@ -334,6 +334,35 @@ def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
+def _run_layout(fo: torch.Tensor, ft: torch.Tensor) -> Optional[Tuple[int, int, int, int, int, bool]]:
+    """(patches, rows, run length, patch stride, row stride, swap) when fo and ft (same strides)
+    are evenly strided patches of (P, Q) coefficients with one contiguous axis (the last, or
+    the second-to-last with swap=True); None otherwise. Strides in complex elements."""
+    if ft.stride() != fo.stride():
+        return None
+    *lead, p, q = fo.shape
+    sp, sq = fo.stride()[-2:]
+    swap = sp < sq
+    if swap:
+        p, q, sp, sq = q, p, sq, sp
+    if sq != 1 and q > 1:
+        return None
+    patches, expect = 1, None
+    s_patch = 0
+    for d, s in zip(reversed(lead), reversed(fo.stride()[: len(lead)])):
+        if d == 1:
+            continue
+        if expect is None:
+            s_patch, expect = s, s
+        elif s != expect:
+            return None
+        expect *= d
+        patches *= d
+    if sp == q:  # the whole patch is one contiguous run
+        return patches, 1, p * q, s_patch, p * q, swap
+    return patches, p, q, s_patch, sp, swap
+
+
 def coefficient_terms(
     fo: torch.Tensor,
     ft: torch.Tensor,
@@ -354,30 +383,19 @@ def coefficient_terms(
     returned as those tensors.
     """
     lib = _library() if _enabled_override is not False else None
-    if lib is None or fo.dtype != torch.complex64 or fo.device.type != "cpu" or ft.stride() != fo.stride():
+    if lib is None or fo.dtype != torch.complex64 or fo.device.type != "cpu" or fo.dim() < 3:
         return None
+    layout = _run_layout(fo, ft)
+    if layout is None:  # e.g. the rows transform's strided FFT output: one copy makes it simple
+        fo, ft = fo.contiguous(), ft.contiguous()
+        layout = _run_layout(fo, ft)
+        assert layout is not None
+    patches, rows, length, s_patch, s_row, swap = layout
     n = fo.shape[0]
-    *lead, p, q = fo.shape
-    sp, sq = fo.stride()[-2:]
+    p, q = fo.shape[-2:]
     wv, wa, wp = (w.expand(p, q) for w in (w_val, w_amp, w_ph))
-    if sp < sq:  # put the contiguous axis last
-        p, q, sp, sq = q, p, sq, sp
+    if swap:
         wv, wa, wp = (w.transpose(0, 1) for w in (wv, wa, wp))
-    if sq != 1:
-        return None
-    # Patches: every leading index; they must be evenly strided.
-    patches = 1
-    for d in lead:
-        patches *= d
-    s_patch = fo.stride()[-3] if len(lead) > 1 else fo.stride()[0]
-    expect = s_patch
-    for d, s in zip(reversed(lead), reversed(fo.stride()[: len(lead)])):
-        if d != 1 and s != expect:
-            return None
-        expect *= d
-    rows, length, s_row = p, q, sp
-    if sp == q:  # the whole patch is one contiguous run
-        rows, length, s_row = 1, p * q, p * q
     wv, wa, wp = (w.to(torch.float32).contiguous() for w in (wv, wa, wp))
     fo_f = torch.view_as_real(fo)
     ft_f = torch.view_as_real(ft)
