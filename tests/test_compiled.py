@@ -193,3 +193,34 @@ def test_second_order_gradients_raise(enabled):
         assert g.shape == x.shape
     finally:
         _compiled.set_enabled(None)
+
+
+def test_small_problems_run_on_one_thread(monkeypatch):
+    """Below local_phase._SINGLE_THREAD_BELOW coefficients the loss runs on one intra-op thread
+    (its regions are too short to gain from more) and restores the caller's count afterwards;
+    larger problems keep it. The result does not depend on it."""
+    from stftblur.losses import local_phase
+
+    seen = []
+    original = local_phase._compiled.coefficient_terms
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(local_phase._compiled, "coefficient_terms", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = torch.rand(4, 1, 28, 28, requires_grad=True), torch.rand(4, 1, 28, 28)  # 9216 coefficients
+        small = local_phase_loss(x, y, reduction="none")
+        small.sum().backward()
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(local_phase, "_SINGLE_THREAD_BELOW", 0)
+        x2 = x.detach().clone().requires_grad_()
+        big = local_phase_loss(x2, y, reduction="none")
+        big.sum().backward()
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        assert torch.equal(small, big) and torch.equal(x.grad, x2.grad)
+    finally:
+        torch.set_num_threads(threads)

@@ -6,10 +6,11 @@ the variant with one window over the whole image.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -171,6 +172,27 @@ def _coefficient_terms(
     return values, go, gt
 
 
+# Below this many coefficients (both images' spectra together, counted once) a CPU call runs on
+# one thread: its FFTs and passes are too short to gain from a second thread, which they would
+# instead wait for at every parallel region (most of the time on a busy machine). Measured with
+# `python evals/bench_loss.py --thread-sweep` (docs/benchmarks.md).
+_SINGLE_THREAD_BELOW = 1 << 20
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device, coefficients: int) -> Iterator[None]:
+    """Run the block on one intra-op thread when the problem is small (CPU only)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or coefficients >= _SINGLE_THREAD_BELOW:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _adjoint(plan: StftPlan, grad: torch.Tensor, window: Optional[torch.Tensor], h: int, w: int) -> torch.Tensor:
     """plan.adjoint, with the window and overlap-add compiled where available."""
     out = _compiled.overlap_add(plan.adjoint_patches(grad), window, h, w, plan.stride)
@@ -224,11 +246,26 @@ class _LocalPhaseFunction(torch.autograd.Function):
         xt = target.reshape(b * c, h, w)
         per_image = k * l * p * q
         step = b * c if input.device.type != "cpu" else max(1, _CPU_CHUNK_COEFFS // per_image)
-        values = input.new_empty(b * c)
+        with _threads_for(input.device, b * c * per_image):
+            values, grad_o, grad_t = _LocalPhaseFunction._run(
+                xo, xt, plan, window, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+                phase_offset, eps, need_o, need_t, step)
+        ctx.save_for_backward(
+            grad_o.view(b, c, h, w) if grad_o is not None else None,
+            grad_t.view(b, c, h, w) if grad_t is not None else None,
+        )
+        return values.view(b, c).sum(1)
+
+    @staticmethod
+    def _run(xo, xt, plan, window, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+             phase_offset, eps, need_o, need_t, step):  # type: ignore[no-untyped-def]
+        """Values (n,) and image gradients of (n, h, w) image pairs, ``step`` images at a time."""
+        n, h, w = xo.shape
+        values = xo.new_empty(n)
         grad_o = torch.empty_like(xo) if need_o else None
         grad_t = torch.empty_like(xt) if need_t else None
-        for i in range(0, b * c, step):
-            j = min(i + step, b * c)
+        for i in range(0, n, step):
+            j = min(i + step, n)
             if not torch.compiler.is_compiling() and torch.equal(xo[i:j], xt[i:j]):
                 # Exactly 0 with a zero (sub)gradient; computing it would leave FFT rounding.
                 # (Skipped under torch.compile, where the data-dependent branch breaks the graph.)
@@ -247,11 +284,7 @@ class _LocalPhaseFunction(torch.autograd.Function):
                 grad_o[i:j] = _adjoint(plan, go, window, h, w)  # type: ignore[index]
             if gt is not None:
                 grad_t[i:j] = _adjoint(plan, gt, window, h, w)  # type: ignore[index]
-        ctx.save_for_backward(
-            grad_o.view(b, c, h, w) if grad_o is not None else None,
-            grad_t.view(b, c, h, w) if grad_t is not None else None,
-        )
-        return values.view(b, c).sum(1)
+        return values, grad_o, grad_t
 
     @staticmethod
     def backward(ctx: Any, grad_values: torch.Tensor):  # type: ignore[override]
@@ -259,10 +292,12 @@ class _LocalPhaseFunction(torch.autograd.Function):
             raise RuntimeError(_SECOND_ORDER_MESSAGE)
         grad_o, grad_t = ctx.saved_tensors
         g = grad_values.view(-1, 1, 1, 1)
-        return (
-            grad_o * g if grad_o is not None else None,
-            grad_t * g if grad_t is not None else None,
-        ) + (None,) * 10
+        saved = grad_o if grad_o is not None else grad_t
+        with _threads_for(g.device, 0 if saved is None else saved.numel()):
+            return (
+                grad_o * g if grad_o is not None else None,
+                grad_t * g if grad_t is not None else None,
+            ) + (None,) * 10
 
 
 
