@@ -19,7 +19,7 @@ Convention:
     order of the final sums. Without a compiler, when the build fails, or with
     ``STFTBLUR_COMPILED=0``, :func:`available` is False and the loss uses its pure-PyTorch
     reference path, which gives the same results within float32 rounding; the reason is kept in
-    :func:`status`. float64 always uses the reference path.
+    :func:`status`. float64, and code traced by ``torch.compile``, always use the reference path.
 
     The kernels release the GIL (ctypes does), so large problems are split over
     ``torch.get_num_threads()`` Python threads; problems below :data:`PARALLEL_MIN_WORK` run on
@@ -382,6 +382,8 @@ def coefficient_terms(
     The gradients are written over ``fo`` and ``ft`` (which the caller no longer needs) and
     returned as those tensors.
     """
+    if torch.compiler.is_compiling():  # opaque pointer writes cannot be traced: reference path
+        return None
     lib = _library() if _enabled_override is not False else None
     if lib is None or fo.dtype != torch.complex64 or fo.device.type != "cpu" or fo.dim() < 3:
         return None
@@ -423,6 +425,8 @@ def overlap_add(
     """Window and overlap-add (n, K, L, R, C) float32 patch gradients into (n, height, width);
     patch (k, l) row r, column c lands at (k * stride + r, l * stride + c). None where the
     compiled kernel does not apply."""
+    if torch.compiler.is_compiling():
+        return None
     lib = _library() if _enabled_override is not False else None
     if lib is None or patches.dtype != torch.float32 or patches.device.type != "cpu" or patches.dim() != 5:
         return None
