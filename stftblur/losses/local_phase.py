@@ -384,7 +384,11 @@ def local_phase_loss(
         linearly to 0 below, so the gradient is finite everywhere (it is exactly 0 on an all-zero
         patch) and never larger than :math:`\lambda W / \epsilon` per coefficient. The forward
         value is exact. float16 and bfloat16 inputs (for example under ``torch.autocast``) are
-        computed in float32, float64 is kept.
+        computed in float32, float64 is kept. The gradient is computed in the forward pass and
+        is not itself differentiable: backward with ``create_graph=True`` (gradient penalties)
+        raises a ``RuntimeError``. On the CPU in float32 the per-coefficient work runs in
+        kernels compiled on first use where a C compiler is available, and otherwise in pure
+        PyTorch, with the same results within float32 rounding (``docs/benchmarks.md``).
 
     Args:
         input: output images, shape (B, C, H, W), floating point.
