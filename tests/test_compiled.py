@@ -224,3 +224,26 @@ def test_small_problems_run_on_one_thread(monkeypatch):
         assert torch.equal(small, big) and torch.equal(x.grad, x2.grad)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_kernel_thread_pool_in_a_forked_child():
+    """The pool of kernel threads made before a fork (multiprocessing, DataLoader workers) is
+    not reused in the child, where its threads do not exist (submitting to it would hang)."""
+    import multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert sorted(_split_in_pool()) == [(0, 4), (4, 8)]  # the parent makes the pool
+        with mp.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_split_in_pool).get(timeout=60)
+        assert sorted(got) == [(0, 4), (4, 8)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _split_in_pool():
+    torch.set_num_threads(2)
+    ranges = []
+    _compiled._run_parallel(lambda i0, i1: ranges.append((i0, i1)), 8, _compiled.PARALLEL_MIN_WORK)
+    return ranges

@@ -214,6 +214,7 @@ _tried = False
 _enabled_override: Optional[bool] = None
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
+_pool_pid = 0
 
 
 def _arch_flags() -> List[str]:
@@ -320,9 +321,11 @@ def _run_parallel(fn: Callable[[int, int], None], total: int, work_per_item: int
     if threads <= 1:
         fn(0, total)
         return
-    if _pool is None or _pool_size < threads:
+    global _pool_pid
+    if _pool is None or _pool_size < threads or _pool_pid != os.getpid():
+        # (A pool inherited through fork has no threads in the child: make a new one.)
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stftblur")
-        _pool_size = threads
+        _pool_size, _pool_pid = threads, os.getpid()
     bounds = [total * t // threads for t in range(threads + 1)]
     futures = [_pool.submit(fn, bounds[t], bounds[t + 1]) for t in range(1, threads)]
     fn(bounds[0], bounds[1])
