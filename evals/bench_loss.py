@@ -1,10 +1,16 @@
 """Forward + backward time and peak memory of LocalPhaseLoss against other losses.
 
     python evals/bench_loss.py [--device cpu|cuda] [--rounds N] [--out evals/results/bench_loss.json]
+    python evals/bench_loss.py --thread-sweep    # where one thread beats the default count
+    python evals/bench_loss.py --reference-path  # also time the pure-PyTorch path (no compiler)
 
 All losses are timed in one process, interleaved round by round (A, B, C, D, A, B, ...), so a
 change in machine load hits all of them alike; the median of the rounds is reported, and its
-ratio to kornia's SSIMLoss(11). Peak memory is measured for each loss in a fresh subprocess: on
+ratio to kornia's SSIMLoss(11). ``--reference-path`` adds LocalPhaseLoss rows computed on the
+pure-PyTorch path (what a user without a C compiler gets; see stftblur/losses/_compiled.py).
+``--thread-sweep`` times LocalPhaseLoss() and its paper-code preset at the default thread count
+with and without the single-thread guard for small problems (local_phase._SINGLE_THREAD_BELOW)
+over problem sizes from 10^4 to 10^7 coefficients, to place that threshold. Peak memory is measured for each loss in a fresh subprocess: on
 the CPU the rise of the resident set's high-water mark (VmHWM, reset through
 /proc/self/clear_refs) over the resident set before one forward + backward, the first in that
 process; on CUDA the rise of torch.cuda.max_memory_allocated during a second one.
@@ -30,19 +36,81 @@ SHAPES = [(50, 1, 28, 28), (8, 3, 256, 256)]
 TARGETS = {"50x1x28x28": 0.5, "8x3x256x256": 1.0}
 
 
-def make_losses() -> Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+class _ReferencePath(torch.nn.Module):
+    """A loss run with the compiled kernels switched off (the pure-PyTorch reference path)."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from stftblur.losses import _compiled
+
+        _compiled.set_enabled(False)
+        try:
+            return self.loss(x, y)
+        finally:
+            _compiled.set_enabled(None)
+
+
+def make_losses(reference_path: bool = False) -> Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     import kornia
     from focal_frequency_loss import FocalFrequencyLoss
 
     from stftblur import LocalPhaseLoss
 
-    return {
+    losses = {
         "kornia.SSIMLoss(11)": kornia.losses.SSIMLoss(11),
         "LocalPhaseLoss()": LocalPhaseLoss(),
         "LocalPhaseLoss(paper-code)": LocalPhaseLoss.from_preset("paper-code"),
         "FocalFrequencyLoss": FocalFrequencyLoss(),
         "L1": torch.nn.L1Loss(),
     }
+    if reference_path:
+        losses["LocalPhaseLoss() [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss())
+        losses["LocalPhaseLoss(paper-code) [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss.from_preset("paper-code"))
+    return losses
+
+
+SWEEP_SHAPES = [(8, 1, 28, 28), (50, 1, 28, 28), (16, 1, 64, 64), (8, 3, 96, 96), (8, 3, 128, 128),
+                (8, 3, 192, 192), (8, 3, 256, 256)]
+
+
+def thread_sweep(rounds: int, warmup: int = 2) -> Dict[str, Dict[str, float]]:
+    """Median fwd+bwd ms of LocalPhaseLoss at the default thread count, with the small-problem
+    single-thread guard on ("guard") and off ("threads"), interleaved, for SWEEP_SHAPES."""
+    from stftblur import LocalPhaseLoss
+    from stftblur.losses import local_phase
+
+    saved = local_phase._SINGLE_THREAD_BELOW
+    out: Dict[str, Dict[str, float]] = {}
+    try:
+        for preset in ("default", "paper-code"):
+            loss = LocalPhaseLoss.from_preset(preset)
+            plan_coeffs = {"default": 16 * 9, "paper-code": 8 * 8}[preset]
+            for shape in SWEEP_SHAPES:
+                gen = torch.Generator().manual_seed(0)
+                y = torch.rand(shape, generator=gen)
+                x = torch.rand(shape, generator=gen).requires_grad_()
+                k = (shape[-2] - 16) // 4 + 1
+                times: Dict[str, list] = {"guard": [], "threads": []}
+                for r in range(warmup + rounds):
+                    for name, below in (("guard", 1 << 62), ("threads", 0)):
+                        local_phase._SINGLE_THREAD_BELOW = below
+                        t0 = time.perf_counter()
+                        _step(loss, x, y)
+                        if r >= warmup:
+                            times[name].append(time.perf_counter() - t0)
+                key = f"{preset} {'x'.join(map(str, shape))}"
+                row = {name: round(statistics.median(v) * 1e3, 3) for name, v in times.items()}
+                row["coefficients"] = shape[0] * shape[1] * k * k * plan_coeffs
+                row["one_thread_faster"] = row["guard"] < row["threads"]
+                out[key] = row
+                print(f"{key:28s} {row['coefficients']:>10d} coefficients: one thread {row['guard']:9.2f} ms, "
+                      f"{torch.get_num_threads()} threads {row['threads']:9.2f} ms", flush=True)
+    finally:
+        local_phase._SINGLE_THREAD_BELOW = saved
+    return out
 
 
 def _sync(device: str) -> None:
@@ -55,8 +123,8 @@ def _step(loss, x: torch.Tensor, y: torch.Tensor) -> None:
     loss(x, y).backward()
 
 
-def time_all(shape, device: str, rounds: int, warmup: int = 3) -> Dict[str, float]:
-    losses = make_losses()
+def time_all(shape, device: str, rounds: int, warmup: int = 3, reference_path: bool = False) -> Dict[str, float]:
+    losses = make_losses(reference_path)
     gen = torch.Generator().manual_seed(0)
     y = torch.rand(shape, generator=gen).to(device)
     x = torch.rand(shape, generator=gen).to(device).requires_grad_()
@@ -74,7 +142,7 @@ def time_all(shape, device: str, rounds: int, warmup: int = 3) -> Dict[str, floa
 
 def peak_memory_child(name: str, shape, device: str) -> None:
     """Run in a subprocess: print the peak memory (MiB) of one forward + backward."""
-    loss = make_losses()[name]
+    loss = make_losses(reference_path=True)[name]
     y = torch.rand(shape).to(device)
     x = torch.rand(shape).to(device).requires_grad_()
     if device == "cuda":
@@ -117,6 +185,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 50 small, 15 large)")
     ap.add_argument("--out", default=None, help="JSON file (default evals/results/bench_loss[_cuda].json)")
+    ap.add_argument("--reference-path", action="store_true",
+                    help="also time LocalPhaseLoss on its pure-PyTorch path (no compiled kernels)")
+    ap.add_argument("--thread-sweep", action="store_true",
+                    help="only time LocalPhaseLoss with and without the single-thread guard over problem sizes")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,12 +197,20 @@ def main() -> None:
         return
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device available")
+    if args.thread_sweep:
+        out = Path(args.out or "evals/results/bench_loss_threads.json")
+        results = {"machine": describe(args.device), "command": " ".join(["python"] + sys.argv),
+                   "sweep": thread_sweep(args.rounds or 15)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nwrote {out}")
+        return
     out = Path(args.out or f"evals/results/bench_loss{'_cuda' if args.device == 'cuda' else ''}.json")
     results = {"machine": describe(args.device), "command": " ".join(["python"] + sys.argv), "shapes": {}}
     for shape in SHAPES:
         key = "x".join(map(str, shape))
         rounds = args.rounds or (50 if shape[-1] <= 64 else 15)
-        ms = time_all(shape, args.device, rounds)
+        ms = time_all(shape, args.device, rounds, reference_path=args.reference_path)
         ref = ms["kornia.SSIMLoss(11)"]
         rows = {}
         for name, t in ms.items():

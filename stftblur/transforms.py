@@ -215,19 +215,26 @@ class StftPlan:
         # (..., v, u).
         return torch.fft.rfft2(patches.transpose(-1, -2), dim=(-1, -2))
 
-    def adjoint(self, grad: torch.Tensor, window: Optional[torch.Tensor], height: int, width: int) -> torch.Tensor:
-        """Image-domain image of coefficient gradients (internal layout, already scaled)."""
+    def adjoint_patches(self, grad: torch.Tensor) -> torch.Tensor:
+        """The inverse transform of coefficient gradients (internal layout, already scaled):
+        (..., K, L, R, ww) patch gradients before the window, R = wh (``"2d"``) or wh // 2
+        (``"rows"``, whose other rows get no gradient); a transposed view for ``"2d"``."""
         wh, ww = self.window_size
         if self.kind == "rows":
             grad = F.pad(torch.view_as_real(grad), (0, 0, 0, ww // 2 + 1 - grad.shape[-1]))
-            patch_grad = torch.fft.irfft(torch.view_as_complex(grad), n=ww, dim=-1)
+            return torch.fft.irfft(torch.view_as_complex(grad), n=ww, dim=-1)
+        return torch.fft.irfft2(grad, s=(wh, ww), dim=(-1, -2)).transpose(-1, -2)
+
+    def adjoint(self, grad: torch.Tensor, window: Optional[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """Image-domain image of coefficient gradients (internal layout, already scaled)."""
+        wh, ww = self.window_size
+        patch_grad = self.adjoint_patches(grad)
+        if self.kind == "rows":
             if window is not None:
                 patch_grad = patch_grad * window[: wh // 2]
             patch_grad = F.pad(patch_grad, (0, 0, 0, wh - wh // 2))
-        else:
-            patch_grad = torch.fft.irfft2(grad, s=(wh, ww), dim=(-1, -2)).transpose(-1, -2)
-            if window is not None:
-                patch_grad = patch_grad * window
+        elif window is not None:
+            patch_grad = patch_grad * window
         return overlap_add(patch_grad, height, width, self.stride)
 
 

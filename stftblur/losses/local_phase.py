@@ -6,15 +6,17 @@ the variant with one window over the whole image.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
 
 from stftblur._checks import check_choice, check_pair, check_reduction, reduce
+from stftblur.losses import _compiled
 from stftblur.losses.config import (  # noqa: F401 (AGGREGATES ... are re-exported for compatibility)
     AGGREGATES,
     FREQUENCY_WEIGHTINGS,
@@ -132,10 +134,12 @@ def _coefficient_terms(
         g = dphi.sign_()
     else:
         a_p, c_p = a, c
+        # Two separately rounded products (not addcmul, which may fuse them): then im is exactly
+        # 0 where the two phases are exactly equal or opposite, and so is the subgradient there.
         re = a * c
-        re.addcmul_(b, d).add_(0.0)  # -0.0 -> +0.0: atan2(0, -0.0) would be pi, not 0
+        re.add_(b * d).add_(0.0)  # -0.0 -> +0.0: atan2(0, -0.0) would be pi, not 0
         im = b * c
-        im.addcmul_(a, d, value=-1.0)
+        im.sub_(a * d)
         po_p, pt_p = po, pt
         if phase_distance == "wrapped":
             per.add_(torch.atan2(im.abs(), re), alpha=phase_weight)
@@ -168,6 +172,42 @@ def _coefficient_terms(
     return values, go, gt
 
 
+# Below this many coefficients (both images' spectra together, counted once) a CPU call runs on
+# one thread: its FFTs and passes are too short to gain from a second thread, which they would
+# instead wait for at every parallel region (most of the time on a busy machine). Measured with
+# `python evals/bench_loss.py --thread-sweep` (docs/benchmarks.md).
+_SINGLE_THREAD_BELOW = 1 << 20
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device, coefficients: int) -> Iterator[None]:
+    """Run the block on one intra-op thread when the problem is small (CPU only)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or coefficients >= _SINGLE_THREAD_BELOW:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _adjoint(plan: StftPlan, grad: torch.Tensor, window: Optional[torch.Tensor], h: int, w: int) -> torch.Tensor:
+    """plan.adjoint, with the window and overlap-add compiled where available."""
+    out = _compiled.overlap_add(plan.adjoint_patches(grad), window, h, w, plan.stride)
+    return out if out is not None else plan.adjoint(grad, window, h, w)
+
+
+_SECOND_ORDER_MESSAGE = (
+    "local_phase_loss does not support second-order gradients (backward with create_graph=True, "
+    "as in gradient penalties or Hessian-vector products): its gradient is computed analytically "
+    "in the forward pass and is not itself differentiable. Compute the gradient of this loss "
+    "without create_graph=True, or use a differentiable formulation (for example "
+    "stftblur.stft2d with torch.angle and torch.abs) for that term."
+)
+
+
 class _LocalPhaseFunction(torch.autograd.Function):
     """Fused forward and analytic backward.
 
@@ -175,6 +215,11 @@ class _LocalPhaseFunction(torch.autograd.Function):
     computes both spectra, the loss and, while the spectra are at hand, the gradient of every
     coefficient, which one adjoint transform (inverse FFT, window, overlap-add) turns into the
     image gradient. Only that image gradient is kept for the backward pass, which scales it.
+
+    On the CPU in float32 the coefficient terms and the windowed overlap-add run as compiled
+    kernels where a C compiler is available (:mod:`stftblur.losses._compiled`);
+    ``_coefficient_terms`` and ``StftPlan.adjoint`` are the pure-PyTorch reference they are
+    tested against. The backward pass is not differentiable: ``create_graph=True`` raises.
     """
 
     @staticmethod
@@ -201,11 +246,26 @@ class _LocalPhaseFunction(torch.autograd.Function):
         xt = target.reshape(b * c, h, w)
         per_image = k * l * p * q
         step = b * c if input.device.type != "cpu" else max(1, _CPU_CHUNK_COEFFS // per_image)
-        values = input.new_empty(b * c)
+        with _threads_for(input.device, b * c * per_image):
+            values, grad_o, grad_t = _LocalPhaseFunction._run(
+                xo, xt, plan, window, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+                phase_offset, eps, need_o, need_t, step)
+        ctx.save_for_backward(
+            grad_o.view(b, c, h, w) if grad_o is not None else None,
+            grad_t.view(b, c, h, w) if grad_t is not None else None,
+        )
+        return values.view(b, c).sum(1)
+
+    @staticmethod
+    def _run(xo, xt, plan, window, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+             phase_offset, eps, need_o, need_t, step):  # type: ignore[no-untyped-def]
+        """Values (n,) and image gradients of (n, h, w) image pairs, ``step`` images at a time."""
+        n, h, w = xo.shape
+        values = xo.new_empty(n)
         grad_o = torch.empty_like(xo) if need_o else None
         grad_t = torch.empty_like(xt) if need_t else None
-        for i in range(0, b * c, step):
-            j = min(i + step, b * c)
+        for i in range(0, n, step):
+            j = min(i + step, n)
             if not torch.compiler.is_compiling() and torch.equal(xo[i:j], xt[i:j]):
                 # Exactly 0 with a zero (sub)gradient; computing it would leave FFT rounding.
                 # (Skipped under torch.compile, where the data-dependent branch breaks the graph.)
@@ -216,30 +276,28 @@ class _LocalPhaseFunction(torch.autograd.Function):
                 continue
             fo = plan.forward(xo[i:j], window)
             ft = plan.forward(xt[i:j], window)
-            v, go, gt = _coefficient_terms(
-                fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
-                phase_offset, eps, need_o, need_t,
-            )
+            terms = (fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,
+                     phase_offset, eps, need_o, need_t)
+            v, go, gt = _compiled.coefficient_terms(*terms) or _coefficient_terms(*terms)
             values[i:j] = v
             if go is not None:
-                grad_o[i:j] = plan.adjoint(go, window, h, w)  # type: ignore[index]
+                grad_o[i:j] = _adjoint(plan, go, window, h, w)  # type: ignore[index]
             if gt is not None:
-                grad_t[i:j] = plan.adjoint(gt, window, h, w)  # type: ignore[index]
-        ctx.save_for_backward(
-            grad_o.view(b, c, h, w) if grad_o is not None else None,
-            grad_t.view(b, c, h, w) if grad_t is not None else None,
-        )
-        return values.view(b, c).sum(1)
+                grad_t[i:j] = _adjoint(plan, gt, window, h, w)  # type: ignore[index]
+        return values, grad_o, grad_t
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_values: torch.Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise RuntimeError(_SECOND_ORDER_MESSAGE)
         grad_o, grad_t = ctx.saved_tensors
         g = grad_values.view(-1, 1, 1, 1)
-        return (
-            grad_o * g if grad_o is not None else None,
-            grad_t * g if grad_t is not None else None,
-        ) + (None,) * 10
+        saved = grad_o if grad_o is not None else grad_t
+        with _threads_for(g.device, 0 if saved is None else saved.numel()):
+            return (
+                grad_o * g if grad_o is not None else None,
+                grad_t * g if grad_t is not None else None,
+            ) + (None,) * 10
 
 
 
@@ -326,7 +384,11 @@ def local_phase_loss(
         linearly to 0 below, so the gradient is finite everywhere (it is exactly 0 on an all-zero
         patch) and never larger than :math:`\lambda W / \epsilon` per coefficient. The forward
         value is exact. float16 and bfloat16 inputs (for example under ``torch.autocast``) are
-        computed in float32, float64 is kept.
+        computed in float32, float64 is kept. The gradient is computed in the forward pass and
+        is not itself differentiable: backward with ``create_graph=True`` (gradient penalties)
+        raises a ``RuntimeError``. On the CPU in float32 the per-coefficient work runs in
+        kernels compiled on first use where a C compiler is available, and otherwise in pure
+        PyTorch, with the same results within float32 rounding (``docs/benchmarks.md``).
 
     Args:
         input: output images, shape (B, C, H, W), floating point.

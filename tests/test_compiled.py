@@ -1,0 +1,249 @@
+"""The compiled CPU kernels of the local-phase loss against its pure-PyTorch reference path,
+the fallback without a compiler, and the refusal of second-order gradients."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from stftblur import LocalPhaseLoss, local_phase_loss
+from stftblur.losses import _compiled
+
+from .conftest import ROOT
+from .test_losses import _reference_loss
+
+needs_compiled = pytest.mark.skipif(not _compiled.available(), reason=f"no compiled kernels: {_compiled.status()}")
+
+# Agreement of the two float32 paths, measured at <= 3.5e-7 (values, relative) and <= 3.5e-7
+# (gradients, relative to the largest gradient entry): the kernels round every operation as the
+# reference does, except atan2 (2e-7 relative) and the order of the sums.
+VALUE_RTOL = 1e-6
+GRAD_RTOL = 1e-6
+
+CONFIGS = [
+    ("default", {}),
+    ("default", {"phase_distance": "raw"}),
+    ("default", {"phase_distance": "cosine"}),
+    ("default", {"frequency_weighting": "product", "aggregate": "sum"}),
+    ("default", {"window": None, "stride": 3}),  # stride does not divide the window
+    ("default", {"window_size": 7, "stride": 3, "window": "sqrt-hann", "amplitude_weight": 0.5}),
+    ("default", {"window_size": 8, "frequency_weighting": "none", "normalized": False}),
+    ("paper-text", {}),
+    ("paper-code", {}),
+    ("paper-code", {"window": "hann", "phase_offset": 0.0}),
+]
+
+
+def _both_paths(loss, x, y):
+    out = []
+    for enabled in (None, False):
+        _compiled.set_enabled(enabled)
+        try:
+            xs = x.detach().clone().requires_grad_(x.requires_grad)
+            ys = y.detach().clone().requires_grad_(y.requires_grad)
+            v = loss(xs, ys)
+            v.sum().backward()
+            out.append((v.detach(), xs.grad, ys.grad))
+        finally:
+            _compiled.set_enabled(None)
+    return out
+
+
+def _assert_close(fast, ref, grads=2):
+    (v1, gx1, gy1), (v2, gx2, gy2) = fast, ref
+    assert sum(g is not None for g in (gx1, gy1)) == grads
+    torch.testing.assert_close(v1, v2, rtol=VALUE_RTOL, atol=VALUE_RTOL * v2.abs().max().item())
+    for g1, g2 in ((gx1, gx2), (gy1, gy2)):
+        assert (g1 is None) == (g2 is None)
+        if g1 is not None:
+            assert (g1 - g2).abs().max() <= GRAD_RTOL * g2.abs().max()
+
+
+@needs_compiled
+@pytest.mark.parametrize("preset,options", CONFIGS)
+@pytest.mark.parametrize("shape", [(3, 2, 28, 28), (2, 1, 61, 47)])
+def test_compiled_matches_reference_path(preset, options, shape):
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(shape, generator=gen), torch.rand(shape, generator=gen)
+    loss = LocalPhaseLoss.from_preset(preset, reduction="none", **options)
+    _assert_close(*_both_paths(loss, x.requires_grad_(), y.requires_grad_()))
+
+
+@needs_compiled
+@pytest.mark.parametrize("which", ["input", "target", "neither"])
+def test_compiled_gradient_of_one_side_and_many_chunks(which):
+    # 40 images of 96x96 are several cache-sized chunks.
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.rand(20, 2, 96, 96, generator=gen), torch.rand(20, 2, 96, 96, generator=gen)
+    x.requires_grad_(which == "input")
+    y.requires_grad_(which == "target")
+    loss = LocalPhaseLoss(reduction="none")
+    if which == "neither":
+        with torch.no_grad():
+            _compiled.set_enabled(False)
+            ref = loss(x, y)
+            _compiled.set_enabled(None)
+            torch.testing.assert_close(loss(x, y), ref, rtol=VALUE_RTOL, atol=0)
+        return
+    _assert_close(*_both_paths(lambda a, b: loss(a, b), x, y), grads=1)
+
+
+@needs_compiled
+def test_compiled_edge_values():
+    # Exact zero coefficients (no phase; the tapered phase gradient), patches that are
+    # identical in both images (phase difference exactly 0). Constant images are left out: their
+    # coefficients away from the window's own spectrum are FFT rounding noise, whose phase (and so
+    # the loss) is itself noise.
+    gen = torch.Generator().manual_seed(5)
+    r = torch.rand(1, 1, 32, 32, generator=gen)
+    half = torch.cat([r[..., :16, :], torch.rand(1, 1, 16, 32, generator=gen)], dim=-2)
+    ramp = torch.linspace(-1, 1, 32).expand(1, 1, 32, 32).contiguous()
+    pairs = [(torch.zeros_like(r), r), (r, torch.zeros_like(r)), (r, half), (half, r)]
+    for preset in ("default", "paper-code", "paper-text"):
+        for distance in ("wrapped", "raw", "cosine"):
+            loss = LocalPhaseLoss.from_preset(preset, phase_distance=distance, reduction="none")
+            for a, b in pairs:
+                _assert_close(*_both_paths(loss, a.requires_grad_(), b.requires_grad_()))
+            # Opposite images: every phase differs by exactly pi, where the wrapped distance has
+            # its maximum; Im(F_o conj(F_t)) = bc - ad is exactly 0 (both paths round the two
+            # products separately, never through a fused multiply-add), so the subgradient is 0.
+            if distance == "wrapped":
+                for a in (r, ramp):
+                    grads = _both_paths(loss, a.requires_grad_(), -a)
+                    for v, gx, _ in grads:
+                        assert float(v) > 0 and torch.count_nonzero(gx) == 0
+
+
+@needs_compiled
+@pytest.mark.parametrize("distance", ["wrapped", "raw", "cosine"])
+def test_compiled_against_float64_definition(distance):
+    """Independent reference: the straight-line float64 definition through stft2d."""
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.rand(2, 3, 40, 36, generator=gen, dtype=torch.float64), torch.rand(2, 3, 40, 36, generator=gen,
+                                                                                        dtype=torch.float64)
+    expected = _reference_loss(x, y, distance=distance).mean(0)
+    got = local_phase_loss(x.float(), y.float(), phase_distance=distance, reduction="none").mean(0)
+    torch.testing.assert_close(got.double(), expected, rtol=2e-5, atol=0)
+
+
+@needs_compiled
+def test_compiled_result_does_not_depend_on_thread_count():
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.rand(2, 3, 128, 128, generator=gen), torch.rand(2, 3, 128, 128, generator=gen)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            xs = x.clone().requires_grad_()
+            v = local_phase_loss(xs, y, reduction="none")
+            v.sum().backward()
+            results.append((v.detach(), xs.grad))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_fallback_without_compiler(monkeypatch, tmp_path):
+    """No C compiler: the loss runs on the reference path, silently, and says why in status()."""
+    monkeypatch.setattr(_compiled, "_tried", False)
+    monkeypatch.setattr(_compiled, "_lib", None)
+    monkeypatch.setattr(_compiled, "_compiler", lambda: None)
+    monkeypatch.setenv("STFTBLUR_CACHE", str(tmp_path))
+    assert not _compiled.available()
+    assert "no C compiler" in _compiled.status()
+    x = torch.rand(2, 1, 28, 28, requires_grad=True)
+    local_phase_loss(x, torch.rand(2, 1, 28, 28)).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert not list(tmp_path.iterdir())
+
+
+def test_disabled_by_environment():
+    code = ("import torch; from stftblur.losses import _compiled; from stftblur import local_phase_loss;"
+            "print(_compiled.available(), _compiled.status());"
+            "print(float(local_phase_loss(torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={"STFTBLUR_COMPILED": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                              "PATH": "/usr/bin:/bin"})
+    first, value = out.stdout.strip().splitlines()
+    assert first == "False disabled by STFTBLUR_COMPILED=0"
+    _compiled.set_enabled(False)
+    try:
+        expected = float(local_phase_loss(torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)))
+    finally:
+        _compiled.set_enabled(None)
+    assert expected > 0 and float(value) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("enabled", [None, False])
+def test_second_order_gradients_raise(enabled):
+    """The gradient is formed in the forward pass; differentiating it again cannot be right, so
+    backward with create_graph=True refuses instead of returning a gradient without a graph."""
+    _compiled.set_enabled(enabled)
+    try:
+        x = torch.rand(2, 1, 28, 28, requires_grad=True)
+        loss = local_phase_loss(x, torch.rand(2, 1, 28, 28))
+        with pytest.raises(RuntimeError, match="second-order gradients"):
+            torch.autograd.grad(loss, x, create_graph=True)
+        # First-order use is unaffected.
+        (g,) = torch.autograd.grad(local_phase_loss(x, torch.rand(2, 1, 28, 28)), x)
+        assert g.shape == x.shape
+    finally:
+        _compiled.set_enabled(None)
+
+
+def test_small_problems_run_on_one_thread(monkeypatch):
+    """Below local_phase._SINGLE_THREAD_BELOW coefficients the loss runs on one intra-op thread
+    (its regions are too short to gain from more) and restores the caller's count afterwards;
+    larger problems keep it. The result does not depend on it."""
+    from stftblur.losses import local_phase
+
+    seen = []
+    original = local_phase._compiled.coefficient_terms
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(local_phase._compiled, "coefficient_terms", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = torch.rand(4, 1, 28, 28, requires_grad=True), torch.rand(4, 1, 28, 28)  # 9216 coefficients
+        small = local_phase_loss(x, y, reduction="none")
+        small.sum().backward()
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(local_phase, "_SINGLE_THREAD_BELOW", 0)
+        x2 = x.detach().clone().requires_grad_()
+        big = local_phase_loss(x2, y, reduction="none")
+        big.sum().backward()
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        assert torch.equal(small, big) and torch.equal(x.grad, x2.grad)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_kernel_thread_pool_in_a_forked_child():
+    """The pool of kernel threads made before a fork (multiprocessing, DataLoader workers) is
+    not reused in the child, where its threads do not exist (submitting to it would hang)."""
+    import multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert sorted(_split_in_pool()) == [(0, 4), (4, 8)]  # the parent makes the pool
+        with mp.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_split_in_pool).get(timeout=60)
+        assert sorted(got) == [(0, 4), (4, 8)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _split_in_pool():
+    torch.set_num_threads(2)
+    ranges = []
+    _compiled._run_parallel(lambda i0, i1: ranges.append((i0, i1)), 8, _compiled.PARALLEL_MIN_WORK)
+    return ranges
