@@ -138,8 +138,14 @@ def test_a_run_written_before_the_restructure_resumes_exactly(tmp_path: Path, mo
     out = tmp_path / "run"
     shutil.copytree(FIXTURE / "stopped", out)
     config = dataclasses.replace(load_run_config(out), max_steps=None)
+    from stftblur.losses import _compiled
+
     result = train_vae(config, out, resume=True)
     assert result.resumed_from_step == 5 and result.step == 8
+    # It started before the compiled kernels existed: continued on the pure-PyTorch path, which
+    # is recorded, and the process's choice is back to the default afterwards.
+    assert json.loads((out / "config.json").read_text())["compiled_kernels"] is False
+    assert _compiled.get_enabled() is None
     if torch.__version__ != written["torch_version"]:
         pytest.skip(f"the fixture was written with torch {written['torch_version']}; float results may differ")
     expected, got = load_file(str(FIXTURE / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))

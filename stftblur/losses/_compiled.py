@@ -308,6 +308,11 @@ def status() -> str:
     return "disabled by set_enabled(False)" if _enabled_override is False else _status
 
 
+def get_enabled() -> Optional[bool]:
+    """The override set by :func:`set_enabled` (None: the default, compiled when available)."""
+    return _enabled_override
+
+
 def set_enabled(enabled: Optional[bool]) -> None:
     """Force the reference path (False) or return to the default (None); for tests and benchmarks."""
     global _enabled_override

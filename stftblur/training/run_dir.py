@@ -30,6 +30,7 @@ import torch
 from stftblur import __version__
 from stftblur._atomic import PathLike, atomic_write, atomic_write_json, replace_outputs
 from stftblur.errors import StftblurError
+from stftblur.losses import _compiled
 from stftblur.models.vae import VAE, save_vae
 from stftblur.training.config import TrainConfig
 
@@ -181,6 +182,9 @@ def write_run_config(out_dir: PathLike, config: TrainConfig) -> None:
             # Float results on CPU depend on the thread count: a resumed run is bit-identical to an
             # uninterrupted one only with the same number of threads.
             "torch_threads": torch.get_num_threads(),
+            # The same holds for the loss's compiled CPU kernels against its pure-PyTorch path
+            # (equal to float32 rounding); a resumed run keeps the path it started with.
+            "compiled_kernels": _compiled.available(),
             "torch_version": torch.__version__,
         },
     )
@@ -202,6 +206,11 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callab
     """Refuse to resume the run in ``out_dir`` with a ``config`` that differs from the stored one
     in more than :data:`RESUMABLE_CHANGES`; warn (through ``say``) when the thread count differs.
 
+    A run started on the pure-PyTorch path of the local-phase loss (``compiled_kernels`` false
+    or absent in its config.json) is continued on that path: this switches the compiled kernels
+    off for the process (:func:`stftblur.losses._compiled.set_enabled`), which
+    :func:`~stftblur.training.train_vae` undoes when it returns.
+
     Examples:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -220,6 +229,13 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callab
     if stored_threads is not None and stored_threads != torch.get_num_threads():
         say(f"warning: {out} ran with {stored_threads} torch threads, this process has "
             f"{torch.get_num_threads()}: the continued run will differ from an uninterrupted one in float rounding")
+    # Runs written before the compiled kernels existed (no key) used the pure-PyTorch path.
+    started_compiled = bool(json.loads((out / CONFIG_FILE).read_text()).get("compiled_kernels", False))
+    if not started_compiled:
+        _compiled.set_enabled(False)  # the caller (train_vae) restores the previous choice
+    elif not _compiled.available():
+        say(f"warning: {out} ran with the compiled loss kernels, which are not available here "
+            f"({_compiled.status()}): the continued run will differ from an uninterrupted one in float rounding")
     changed = [k for k in _config_changes(stored, config) if k not in RESUMABLE_CHANGES]
     if changed:
         raise RunDirError(

@@ -17,6 +17,7 @@ import torch
 from stftblur._atomic import PathLike
 from stftblur.data import load_dataset
 from stftblur.io import save_grid, save_images
+from stftblur.losses import _compiled
 from stftblur.models.vae import VAE, create_vae
 from stftblur.training.config import TrainConfig
 from stftblur.training.evaluation import evaluate_reconstructions, sample_prior
@@ -167,6 +168,17 @@ def train_vae(
         >>> cfg.objective.loss
         'ours'
     """
+    kernels = _compiled.get_enabled()
+    try:
+        return _train_vae(config, out_dir, resume=resume, force=force, progress=progress, download=download,
+                          callback=callback, log=log)
+    finally:
+        _compiled.set_enabled(kernels)  # a resumed run may have switched the compiled kernels off
+
+
+def _train_vae(config: TrainConfig, out_dir: PathLike, *, resume: bool, force: bool, progress: bool, download: bool,
+               callback: Optional[Callable[[int, Dict[str, float]], None]],
+               log: Optional[Callable[[str], None]]) -> TrainResult:
     say = log or (lambda msg: None)
     out, existing = prepare_run_dir(out_dir, resume=resume, force=force)
     if existing:
