@@ -173,10 +173,12 @@ def _coefficient_terms(
 
 
 # Below this many coefficients (both images' spectra together, counted once) a CPU call runs on
-# one thread: its FFTs and passes are too short to gain from a second thread, which they would
-# instead wait for at every parallel region (most of the time on a busy machine). Measured with
-# `python evals/bench_loss.py --thread-sweep` (docs/benchmarks.md).
-_SINGLE_THREAD_BELOW = 1 << 20
+# one thread: there a second thread gains under 10% on a quiet 2-core machine (the paper-code
+# preset at 50x1x28x28, 51,200 coefficients: 1.67 ms on one thread, 1.60 ms on two), and on a
+# busy machine every parallel region waits for it. From 115,200 coefficients on (the default
+# configuration at 50x1x28x28: 7.00 ms against 5.62 ms) two threads win by 20% or more.
+# Measured with `python evals/bench_loss.py --thread-sweep` (evals/results/bench_loss_threads.json).
+_SINGLE_THREAD_BELOW = 1 << 16
 
 
 @contextlib.contextmanager
