@@ -20,6 +20,7 @@ from stftblur_cli.eval_cmd import (
     _metric_names,
     _reference_set,
     _reference_set_options,
+    _run_options,
     _table,
     _write_outputs,
 )
@@ -33,10 +34,7 @@ from stftblur_cli.eval_cmd import (
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the table and every folder's full report as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write one CSV row per folder.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), metavar="FILE.png", help="Draw every folder's spectrum and its ratio to the reference set's (needs --reference-set).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to compute.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images of equal size per batch.")
-@click.option("--skip-bad", is_flag=True, help="Exit 0 even when files are unreadable or pairs differ in size (they are still reported).")
-@click.option("--force", is_flag=True, help="Overwrite existing --json/--csv/--plot files.")
+@_run_options
 @library_errors
 def compare_command(
     folders: Tuple[Path, ...],

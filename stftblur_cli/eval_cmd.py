@@ -156,6 +156,21 @@ def _reference_set_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--device, --batch-size, --skip-bad and --force, the same for eval and compare."""
+    for option in reversed((
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where to compute."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Images of equal size per batch."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Exit 0 even when files are unreadable or pairs differ in size (they are still reported)."),
+        click.option("--force", is_flag=True, help="Overwrite existing --json/--csv/--plot files."),
+    )):
+        f = option(f)
+    return f
+
+
 def _echo_deficit(report: "EvalReport", indent: str = "") -> None:
     ref = report.reference_set
     if ref is None:
@@ -178,10 +193,7 @@ def _echo_deficit(report: "EvalReport", indent: str = "") -> None:
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write one CSV row per image.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), metavar="FILE.png", help="Draw the per-image distribution of each metric, and with --reference-set both sets' spectra and their ratio.")
 @click.option("--per-image", is_flag=True, help="Print one row per image after the summary.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to compute.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images of equal size per batch.")
-@click.option("--skip-bad", is_flag=True, help="Exit 0 even when files are unreadable or pairs differ in size (they are still reported).")
-@click.option("--force", is_flag=True, help="Overwrite existing --json/--csv/--plot files.")
+@_run_options
 @library_errors
 def eval_command(
     images_dir: Path,
