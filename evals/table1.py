@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
+from _stats import welch  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
@@ -114,18 +115,6 @@ def spread(values: List[float]) -> Dict[str, float]:
 # the loss it adds to (SSIM), SSIM against L2, and the project's configuration against the paper's.
 COMPARISONS = [("ours", "ssim"), ("lpl", "ssim"), ("dft+ssim", "ssim"), ("lpl", "ours"), ("ssim", "l2"), ("ffl", "l2"), ("l1", "l2")]
 COMPARED = ("psnr_sampled", "ssim_sampled", "lpc_si_samples", "spectral_deficit_samples_db")
-
-
-def welch(a: List[float], b: List[float]) -> Dict[str, Any]:
-    """mean(a) - mean(b) with a 95% Welch t-interval; ``exceeds_spread`` when it excludes 0."""
-    from scipy import stats
-
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    se = (va + vb) ** 0.5
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1.0
-    half = float(stats.t.ppf(0.975, df)) * se
-    return {"diff": diff, "lo": diff - half, "hi": diff + half, "n": [len(a), len(b)], "exceeds_spread": bool(se > 0 and abs(diff) > half)}
 
 
 def main() -> int:
