@@ -103,9 +103,13 @@ model = load_vae("{name}")
 
 On the whole MNIST test set (10,000 images, binarized), as `evals/table1.py` measures every row:
 
-| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | LPC-SI of reconstructions |
-|---|---|---|---|
-| {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['lpc_si_recon']:.4f} |
+| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | their spectral deficit against the test digits | LPC-SI of reconstructions |
+|---|---|---|---|---|
+| {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['spectral_deficit_samples_db']:+.2f} dB | {m['lpc_si_recon']:.4f} |
+
+(Spectral deficit: `stftblur.metrics.spectral_deficit`, band 0.25-0.5 cycles per pixel, against
+the 10,000 binarized test digits; positive means less high-frequency power, i.e. blurrier. See
+[docs/metrics.md](../../docs/metrics.md).)
 
 On the first {SUBSET} test images (re-measured by `tests/test_shipped_models.py`): sampled z
 {s['psnr_sampled']:.3f} dB / {s['ssim_sampled']:.4f}, mean z clamped {s['psnr_mean_clamped']:.3f} dB / {s['ssim_mean_clamped']:.4f}.
@@ -128,7 +132,7 @@ def ship(run: str, x_test: torch.Tensor, n_samples: int, commit: str, models: Pa
     print(f"measuring {run}", flush=True)
     secs = summary.get("seconds_this_session")
     resumed = summary.get("resumed_from_step")
-    time = (f"{secs / 60:.0f} minutes of training in its last session" + (f" (resumed at step {resumed:,}; earlier sessions' times were not recorded)" if resumed else "")
+    time = (f"{secs / 60:.0f} minutes (wall clock, on the project's 2-core CPU shared with other jobs) of training in its last session" + (f" (resumed at step {resumed:,}; earlier sessions' times were not recorded)" if resumed else "")
             if secs else "training time not recorded")
     info = {
         "run": f"evals/runs/{run}",
