@@ -1,6 +1,7 @@
 """Deblurring benchmark: does an auxiliary loss help a restoration network beyond L1?
 
     python evals/restoration.py --configs l1,l1+lpl@1,l1+ssim@1 --seeds 0,1,2 [--model cnn]
+    python evals/restoration.py --configs study       # the loss-design study, continued where it stopped
     python evals/restoration.py --report-only      # page, figure and table from the JSON
 
 A network (``--model cnn``: 6 conv layers of 32 channels with a zero-initialised residual;
@@ -49,6 +50,9 @@ from deblur.objectives import Objective, calibrated_weight  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("psnr", "ssim", "lpc_si")
+#: The loss-design study (docs/loss-design.md): ``--configs study`` runs these, seed by seed.
+STUDY = ("l1", "l1+lpl@1", "l1+ssim@1", "l1+prod@1", "l1+lpl@0.1", "l1+mr-prod@1", "l1+complex@1", "l1+ffl@1",
+         "l1+lpl@10", "l1+lpl-lam1@1", "l1+mr-lpl@1")
 FIGURE_IMAGES = ("camera_0", "clock_3", "coins_1", "text_2")
 
 
@@ -169,7 +173,8 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default="l1", help="comma-separated: l1, l1+<aux>@<ratio>")
+    p.add_argument("--configs", default="l1", help="comma-separated: l1, l1+<aux>@<ratio>; or 'study' for the whole "
+                   "loss-design study, every configuration's seed 0 before any seed 1")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--model", default="cnn", help="cnn or timm:<encoder> (e.g. timm:mobilenetv3_small_100)")
     p.add_argument("--steps", type=int, default=1500)
@@ -186,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--log-every", type=int, default=250)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs = list(STUDY) if args.configs == "study" else [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in configs:
         try:
             parse_config(c)
@@ -210,19 +215,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.out_dir:
                 save_pngs(test.sharp, test.names, Path(args.out_dir) / "sharp")
                 save_pngs(test.blurry, test.names, Path(args.out_dir) / "blurry")
-        for c in configs:
-            for s in seeds:
-                done = {r["seed"] for r in results.get(c, {}).get("per_seed", [])}
-                if s in done:
-                    continue
-                print(f"[restoration] {c} seed {s}", flush=True)
-                rec = train_one(c, s, args, test, args.log_every)
-                entry = results.setdefault(c, {**parse_config(c), "setup": want, "machine": describe(), "per_seed": []})
-                entry["per_seed"] = sorted(entry["per_seed"] + [rec], key=lambda r: r["seed"])
-                summarise(results)
-                write_json(args.json, results)
-                print(f"[restoration] {c} seed {s}: psnr {rec['psnr']:.3f} ssim {rec['ssim']:.4f} "
-                      f"lpc_si {rec['lpc_si']:.4f} ({rec['seconds']:.0f} s)", flush=True)
+        order = [(c, s) for s in seeds for c in configs] if args.configs == "study" else [(c, s) for c in configs for s in seeds]
+        for c, s in order:
+            done = {r["seed"] for r in results.get(c, {}).get("per_seed", [])}
+            if s in done:
+                continue
+            print(f"[restoration] {c} seed {s}", flush=True)
+            rec = train_one(c, s, args, test, args.log_every)
+            entry = results.setdefault(c, {**parse_config(c), "setup": want, "machine": describe(), "per_seed": []})
+            entry["per_seed"] = sorted(entry["per_seed"] + [rec], key=lambda r: r["seed"])
+            summarise(results)
+            write_json(args.json, results)
+            print(f"[restoration] {c} seed {s}: psnr {rec['psnr']:.3f} ssim {rec['ssim']:.4f} "
+                  f"lpc_si {rec['lpc_si']:.4f} ({rec['seconds']:.0f} s)", flush=True)
     summarise(results)
     if not args.report_only:
         write_json(args.json, results)
