@@ -183,7 +183,11 @@ _SINGLE_THREAD_BELOW = 1 << 16
 
 @contextlib.contextmanager
 def _threads_for(device: torch.device, coefficients: int) -> Iterator[None]:
-    """Run the block on one intra-op thread when the problem is small (CPU only)."""
+    """Run the block on one intra-op thread when the problem is small (CPU only; not while
+    torch.compile traces, where the thread calls would break the graph)."""
+    if torch.compiler.is_compiling():
+        yield
+        return
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1 or coefficients >= _SINGLE_THREAD_BELOW:
         yield
