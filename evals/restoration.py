@@ -311,6 +311,12 @@ from `python evals/restoration.py --configs ... --seeds 0,1,2` (see the script's
 
 L1 alone ends {gain} above the blurry input (mean PSNR over the test images).
 
+The restored images are written to `runs/restoration/<configuration>/seed<k>/` (beside `sharp/`
+and `blurry/`), which is not committed: on a machine that has run the benchmark,
+`stftblur eval --images runs/restoration/l1/seed0 --reference runs/restoration/sharp` gives the
+numbers of that run, and `stftblur compare runs/restoration/l1/seed0 runs/restoration/l1+lpl@1/seed0
+--reference runs/restoration/sharp --reference-set runs/restoration/sharp` puts two side by side.
+
 ## Results
 
 Mean +- standard deviation over seeds. The paired columns are the per-image difference from
