@@ -190,7 +190,7 @@ def _prepare_out(out: Path, force: bool, owned: List[str]) -> None:
 
 @command("sample")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
-              help="A train-vae run directory, a .safetensors checkpoint, an author .npz file, or a shipped model name (models/: ours, ssim, ...).")
+              help="A train-vae run directory, a .safetensors checkpoint, an author .npz file, or the name of a model shipped in models/ (e.g. ours).")
 @click.option("--n", "n", type=int, default=64, show_default=True, help="Number of prior samples.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of z ~ N(0, I).")
@@ -258,7 +258,7 @@ def _print_table(result: Dict[str, Any]) -> None:
 
 @command("eval-vae")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
-              help="A train-vae run directory, a .safetensors checkpoint, an author .npz file, or a shipped model name (models/: ours, ssim, ...).")
+              help="A train-vae run directory, a .safetensors checkpoint, an author .npz file, or the name of a model shipped in models/ (e.g. ours).")
 @click.option("--dataset", type=_Choice(("mnist", "fashion-mnist")), default=None,
               help="Test set (default: the run's dataset, else mnist).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Directory with the IDX files.")
