@@ -376,6 +376,12 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
                                          "both", 50, seed, None, 0, dev)))
     else:
         click.echo("(../shared not found: set STFTBLUR_SHARED to compare with the authors' checkpoint)")
+    from stftblur.models import shipped_checkpoint
+
+    ours = shipped_checkpoint("ours")  # this project's 50-epoch run of the same loss
+    if ours is not None:
+        rows.append(("stftblur 'ours' (models/)",
+                     _evaluate_checkpoint(ours, "mnist", data_dir, "both", 50, seed, None, 0, dev)))
     click.echo("")
     click.echo(f"{'model':<28} {'PSNR sampled z':>15} {'SSIM sampled z':>15} {'PSNR mean z':>12} {'SSIM mean z':>12}")
     for label, r in rows:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from stftblur_cli.main import cli
 
 from ._vae_support import write_idx_dataset
-from .conftest import require_shared
+from .conftest import ROOT, require_shared
 
 
 def test_demo_runs_end_to_end(tmp_path, monkeypatch):
@@ -28,6 +28,11 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert width >= 3 * 3 * 122 and height >= 3 * 122
     assert (out / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
     assert "1,000 prior samples" in result.output and " dB" in result.output
+    # The shipped 50-epoch model of the same loss is a row of the table, measured as its card says.
+    card = ROOT / "models" / "ours" / "card.json"
+    if card.exists():
+        row = next(line for line in result.output.splitlines() if line.startswith("stftblur 'ours'"))
+        assert row.split()[3] == f"{json.loads(card.read_text())['test_set']['psnr_sampled']:.3f}"
     # A second demo into the same directory must not clobber the first.
     again = CliRunner().invoke(cli, ["demo", "--steps", "2", "--out", str(out), "--threads", "1"])
     assert again.exit_code != 0
