@@ -124,12 +124,9 @@ def train_one(config: str, seed: int, args: argparse.Namespace, test, log_every:
 
 
 def save_pngs(images: torch.Tensor, names: Sequence[str], folder: Path) -> None:
-    from PIL import Image
+    from stftblur.io import save_images
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for img, name in zip(images, names):
-        arr = (img[0] * 255).round().to(torch.uint8).numpy()
-        Image.fromarray(arr).save(folder / f"{name}.png")
+    save_images(images, folder, names=list(names))
 
 
 def paired(results: Dict[str, Any], name: str, metric: str) -> Optional[Dict[str, float]]:

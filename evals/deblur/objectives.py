@@ -27,16 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import stftblur
+from stftblur.losses.local_phase import frequency_weights
 
 Term = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MULTI_RES: Tuple[Tuple[int, int], ...] = ((8, 2), (16, 4), (32, 8))
-
-
-def _radial_weight(window_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    fu = torch.fft.fftfreq(window_size, dtype=torch.float64).abs()
-    fv = torch.fft.rfftfreq(window_size, dtype=torch.float64)
-    fu, fv = fu / fu.max(), fv / fv.max()
-    return (torch.sqrt(fu[:, None] ** 2 + fv[None, :] ** 2) / 2**0.5).to(device, dtype)
 
 
 def stft_variant(kind: str, window_size: int = 16, stride: int = 4, phase_weight: float = 3.0) -> Term:
@@ -47,7 +41,7 @@ def stft_variant(kind: str, window_size: int = 16, stride: int = 4, phase_weight
     def term(o: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         fo = stftblur.stft2d(o, window_size, stride, normalized=True)
         ft = stftblur.stft2d(t, window_size, stride, normalized=True)
-        w = _radial_weight(window_size, o.device, fo.real.dtype)
+        w = frequency_weights("linear", (window_size, window_size)).to(o.device, fo.real.dtype)
         if kind == "complex":
             per = (fo - ft).abs()
         else:
