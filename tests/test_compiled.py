@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from stftblur import LocalPhaseLoss, local_phase_loss
+from stftblur import _native
 from stftblur.losses import _compiled
 
 from .conftest import ROOT
@@ -149,9 +150,9 @@ def test_compiled_result_does_not_depend_on_thread_count():
 
 def test_fallback_without_compiler(monkeypatch, tmp_path):
     """No C compiler: the loss runs on the reference path, silently, and says why in status()."""
-    monkeypatch.setattr(_compiled, "_tried", False)
-    monkeypatch.setattr(_compiled, "_lib", None)
-    monkeypatch.setattr(_compiled, "_compiler", lambda: None)
+    monkeypatch.setattr(_compiled.LIBRARY, "_tried", False)
+    monkeypatch.setattr(_compiled.LIBRARY, "_lib", None)
+    monkeypatch.setattr(_native, "_compiler", lambda: None)
     monkeypatch.setenv("STFTBLUR_CACHE", str(tmp_path))
     assert not _compiled.available()
     assert "no C compiler" in _compiled.status()

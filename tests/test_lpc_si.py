@@ -13,6 +13,7 @@ from skimage.measure import blur_effect as skimage_blur_effect
 
 from stftblur import LPCSI, lpc_si
 from stftblur.metrics import blur_effect
+from stftblur.metrics import _lpc_native
 from stftblur.metrics.lpc_si import default_border
 
 from .conftest import cuda, require_shared
@@ -78,10 +79,20 @@ def _t(a: np.ndarray, dtype=torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)[None, None]
 
 
+@pytest.fixture(params=["compiled", "reference"])
+def path(request):
+    """Run a test on the compiled kernels (where a C compiler exists) and on the PyTorch path."""
+    if request.param == "compiled" and not _lpc_native.LIBRARY.available():
+        pytest.skip(f"compiled LPC-SI kernels unavailable: {_lpc_native.LIBRARY.status()}")
+    _lpc_native.LIBRARY.enabled = None if request.param == "compiled" else False
+    yield request.param
+    _lpc_native.LIBRARY.enabled = None
+
+
 # ---------------------------------------------------------------------------------------------
 
 
-def test_reference_values_float64_and_float32():
+def test_reference_values_float64_and_float32(path):
     """Every fixture image, images of the same size batched together (which is checked too)."""
     expected = json.loads(require_shared("reference", "lpc_si", "public_expected.json").read_text())
     images = np.load(require_shared("reference", "lpc_si", "public_images.npz"))
@@ -101,13 +112,13 @@ def test_reference_values_float64_and_float32():
 
 
 @pytest.mark.parametrize("size", [(37, 53), (33, 64), (64, 33), (8, 9), (5, 7), (40, 40)])
-def test_matches_direct_definition_on_odd_and_small_sizes(size):
+def test_matches_direct_definition_on_odd_and_small_sizes(size, path):
     im = _patch(*size, seed=sum(size))
     got = lpc_si(_t(im), data_range=255.0).item()
     assert got == pytest.approx(_direct_lpc_si(im), abs=1e-10)
 
 
-def test_matches_direct_definition_with_other_parameters():
+def test_matches_direct_definition_with_other_parameters(path):
     im = _patch(45, 50, seed=3)
     kwargs = dict(scales=(1, 2, 4), C=0.5, beta_k=2e-3, border=4)
     got = lpc_si(_t(im), data_range=255.0, scale_weights=(1, -3, 2), n_orientations=6, **kwargs).item()
@@ -140,6 +151,32 @@ def test_float32_agrees_with_float64_and_half_is_computed_in_float32():
     assert v16.dtype == torch.float32 and abs(v16.item() - v64.item()) < 1e-2
 
 
+def test_compiled_and_reference_paths_agree():
+    """The compiled kernels against the PyTorch path: batches, odd sizes, RGB, other settings."""
+    if not _lpc_native.LIBRARY.available():
+        pytest.skip(f"compiled LPC-SI kernels unavailable: {_lpc_native.LIBRARY.status()}")
+    g = torch.Generator().manual_seed(0)
+    cases = [
+        (torch.from_numpy(np.stack([_patch(96, 80, seed=k) for k in range(3)]))[:, None] / 255.0, {}),
+        (torch.rand(2, 3, 41, 57, generator=g, dtype=torch.float64), {"border": 0}),
+        (torch.from_numpy(_patch(64, 70, seed=5))[None, None] / 255.0, {"n_orientations": 5, "scales": (1, 2, 3), "C": 0.3}),
+        (torch.from_numpy(_patch(48, 48, seed=6))[None, None] / 255.0, {"scale_weights": (2, -1, -1)}),
+    ]
+    for x, kwargs in cases:
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
+            results = []
+            for enabled in (None, False):
+                _lpc_native.LIBRARY.enabled = enabled
+                try:
+                    results.append(lpc_si(x.to(dtype), return_map=True, **kwargs))
+                finally:
+                    _lpc_native.LIBRARY.enabled = None
+            (si_c, map_c), (si_r, map_r) = results
+            assert si_c.dtype == si_r.dtype == dtype
+            assert torch.allclose(map_c, map_r, rtol=0, atol=tol), (kwargs, dtype, float((map_c - map_r).abs().max()))
+            assert torch.allclose(si_c, si_r, rtol=0, atol=tol)
+
+
 def test_flat_images_give_zero():
     for shape in [(2, 1, 48, 48), (1, 3, 17, 23)]:
         for dtype in (torch.float32, torch.float64):
@@ -148,7 +185,7 @@ def test_flat_images_give_zero():
             assert not lpc.any()
 
 
-def test_single_bright_pixel_follows_from_the_definition():
+def test_single_bright_pixel_follows_from_the_definition(path):
     # One pixel of value a at p (inside the border) on 0. Each filter response is
     # r(x) = a / (H W) * sum_k G(k) exp(2 pi i k . (x - p)) with a real G >= 0, so at p every phase is
     # 0 (full coherence, cos = 1) and |r| is largest: the map peaks at p, where it is E / (E + C)
@@ -189,7 +226,7 @@ def test_batch_equals_single_images():
 
 
 @pytest.mark.parametrize("budget", [1, 3 * 40 * 52 * 16 * 3, 3 * 40 * 52 * 16 * 8 * 2])
-def test_chunking_does_not_change_the_result(monkeypatch, budget):
+def test_chunking_does_not_change_the_result(monkeypatch, budget, path):
     """Orientation chunks (1 or 3 orientations) and image chunks (2 images) give the same map."""
     import importlib
 
@@ -282,3 +319,25 @@ def test_cuda_matches_cpu():
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=tol)
     flat = lpc_si(torch.full((1, 3, 20, 20), 0.3, device="cuda"))
     assert flat.item() == 0.0
+
+
+def test_compiled_kernels_do_not_depend_on_the_thread_count():
+    """The kernels split planes and rows over threads; each output row has one writer, so the
+    sums are the same whatever the thread count (FFTs aside, which may round differently)."""
+    if not _lpc_native.LIBRARY.available():
+        pytest.skip(f"compiled LPC-SI kernels unavailable: {_lpc_native.LIBRARY.status()}")
+    g = torch.Generator().manual_seed(0)
+    resp = torch.randn(3, 2, 4, 160, 150, dtype=torch.complex64, generator=g)
+    weights = _lpc_native.integer_weights((1, -3, 2))
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            num, den = torch.zeros(2, 160, 150, dtype=torch.float64), torch.full((2, 160, 150), 2.0, dtype=torch.float64)
+            _lpc_native.accumulate(resp, 5, weights, num, den)
+            out.append((num, den))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert (out[0][1] > 2.0).float().mean() > 0.05  # pixels were selected

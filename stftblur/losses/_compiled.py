@@ -9,12 +9,9 @@ steps, written here in plain C, into one pass each, the first time they are need
 - :func:`overlap_add` (window multiply and overlap-add of the patch gradients in one pass).
 
 Convention:
-    Plain C compiled with the system's C compiler (``$CC``, else ``cc``/``gcc``) into a shared
-    library that is loaded with :mod:`ctypes` (no PyTorch headers, so a build takes about a
-    second), cached in ``$STFTBLUR_CACHE`` (default ``~/.cache/stftblur``) under a hash of the
-    source, the flags and the compiler. Instruction-set flags follow
-    ``torch.backends.cpu.get_cpu_capability()``; floating-point contraction is off, so every
-    machine rounds as the pure-PyTorch reference does, operation by operation, except for
+    Plain C built and loaded by :mod:`stftblur._native` (the system's C compiler, cached in
+    ``$STFTBLUR_CACHE``, default ``~/.cache/stftblur``). Floating-point contraction is off, so
+    every machine rounds as the pure-PyTorch reference does, operation by operation, except for
     ``atan2`` (a polynomial accurate to about 2e-7, where PyTorch's is accurate to 1 ulp) and the
     order of the final sums. Without a compiler, when the build fails, or with
     ``STFTBLUR_COMPILED=0``, :func:`available` is False and the loss uses its pure-PyTorch
@@ -29,23 +26,13 @@ Convention:
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-__all__: List[str] = []
+from stftblur._native import PARALLEL_MIN_WORK, NativeLibrary, run_parallel  # noqa: F401 (re-exported)
 
-#: Coefficients (or output pixels) below which a kernel call is not split over threads.
-PARALLEL_MIN_WORK = 1 << 16
+__all__: List[str] = []
 
 PHASE_MODES = {"wrapped": 0, "raw": 1, "cosine": 2}
 
@@ -207,135 +194,40 @@ void lpl_overlap_add(const float *pat, const float *win, float *out, int64_t r0,
 }
 """
 
-_lock = threading.Lock()
-_lib: Optional[ctypes.CDLL] = None
-_status = "not built yet"
-_tried = False
-_enabled_override: Optional[bool] = None
-_pool: Optional[ThreadPoolExecutor] = None
-_pool_size = 0
-_pool_pid = 0
-
-
-def _arch_flags() -> List[str]:
-    if sys.platform != "linux" or not _is_x86():
-        return []
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap.startswith("AVX512"):
-        return ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"]
-    if cap.startswith("AVX2"):
-        return ["-mavx2", "-mfma"]
-    return []
-
-
-def _is_x86() -> bool:
-    import platform
-
-    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
-
-
-def _compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("STFTBLUR_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "stftblur"
-
-
-def _build() -> Tuple[Optional[ctypes.CDLL], str]:
-    if os.environ.get("STFTBLUR_COMPILED", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None, "disabled by STFTBLUR_COMPILED=0"
-    cc = _compiler()
-    if cc is None:
-        return None, "no C compiler found ($CC, cc, gcc, clang)"
-    flags = ["-O3", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-fopenmp-simd"] + _arch_flags()
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except Exception as exc:  # noqa: BLE001 (any failure means: no compiled path)
-        return None, f"{cc} --version failed: {exc}"
-    key = hashlib.sha256("\n".join([_SOURCE, " ".join(flags), version]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"local_phase_{key}.so"
-    if not target.exists():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                src = Path(tmp) / "local_phase.c"
-                src.write_text(_SOURCE)
-                out = Path(tmp) / target.name
-                proc = subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"],
-                                      capture_output=True, text=True, timeout=300)
-                if proc.returncode != 0:
-                    return None, f"build failed: {proc.stderr.strip()[-2000:]}"
-                os.replace(out, target)  # atomic: concurrent builders write the same file
-        except Exception as exc:  # noqa: BLE001
-            return None, f"build failed: {exc}"
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as exc:
-        return None, f"loading {target} failed: {exc}"
+def _declare(lib: ctypes.CDLL) -> None:
     i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
     lib.lpl_terms.argtypes = [ctypes.c_int, ptr, ptr, ctypes.c_int, ctypes.c_int] + [ptr] * 3 + [i64] * 6 + [f32] * 4 + [ptr]
     lib.lpl_terms.restype = None
     lib.lpl_overlap_add.argtypes = [ptr] * 3 + [i64] * 14
     lib.lpl_overlap_add.restype = None
-    return lib, f"compiled: {target}"
+
+
+LIBRARY = NativeLibrary("local_phase", _SOURCE, _declare)
+_run_parallel = run_parallel
 
 
 def _library() -> Optional[ctypes.CDLL]:
-    global _lib, _status, _tried
-    if not _tried:
-        with _lock:
-            if not _tried:
-                _lib, _status = _build()
-                _tried = True
-    return _lib
+    return LIBRARY.library()
 
 
 def available() -> bool:
     """Whether the compiled kernels are in use (building them on the first call)."""
-    if _enabled_override is False:
-        return False
-    return _library() is not None
+    return LIBRARY.available()
 
 
 def status() -> str:
     """Why the compiled kernels are (not) in use: the library path or the build error."""
-    _library()
-    return "disabled by set_enabled(False)" if _enabled_override is False else _status
+    return LIBRARY.status()
 
 
 def get_enabled() -> Optional[bool]:
     """The override set by :func:`set_enabled` (None: the default, compiled when available)."""
-    return _enabled_override
+    return LIBRARY.enabled
 
 
 def set_enabled(enabled: Optional[bool]) -> None:
     """Force the reference path (False) or return to the default (None); for tests and benchmarks."""
-    global _enabled_override
-    _enabled_override = enabled
-
-
-def _run_parallel(fn: Callable[[int, int], None], total: int, work_per_item: int) -> None:
-    """fn(begin, end) over [0, total), split over torch.get_num_threads() threads when large."""
-    global _pool, _pool_size
-    threads = min(torch.get_num_threads(), total, max(1, (total * work_per_item) // PARALLEL_MIN_WORK))
-    if threads <= 1:
-        fn(0, total)
-        return
-    global _pool_pid
-    if _pool is None or _pool_size < threads or _pool_pid != os.getpid():
-        # (A pool inherited through fork has no threads in the child: make a new one.)
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stftblur")
-        _pool_size, _pool_pid = threads, os.getpid()
-    bounds = [total * t // threads for t in range(threads + 1)]
-    futures = [_pool.submit(fn, bounds[t], bounds[t + 1]) for t in range(1, threads)]
-    fn(bounds[0], bounds[1])
-    for f in futures:
-        f.result()
+    LIBRARY.enabled = enabled
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
@@ -392,7 +284,7 @@ def coefficient_terms(
     """
     if torch.compiler.is_compiling():  # opaque pointer writes cannot be traced: reference path
         return None
-    lib = _library() if _enabled_override is not False else None
+    lib = _library()
     if lib is None or fo.dtype != torch.complex64 or fo.device.type != "cpu" or fo.dim() < 3:
         return None
     layout = _run_layout(fo, ft)
@@ -435,7 +327,7 @@ def overlap_add(
     compiled kernel does not apply."""
     if torch.compiler.is_compiling():
         return None
-    lib = _library() if _enabled_override is not False else None
+    lib = _library()
     if lib is None or patches.dtype != torch.float32 or patches.device.type != "cpu" or patches.dim() != 5:
         return None
     n, k, l, r, c = patches.shape

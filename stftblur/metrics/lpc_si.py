@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from stftblur._checks import check_image, check_positive_float, check_positive_int
+from stftblur.metrics import _lpc_native
 from stftblur.metrics.fidelity import _compute_dtype
 
 __all__ = ["lpc_si", "LPCSI", "blur_effect"]
@@ -138,6 +139,10 @@ def _build_filter_bank(
     dtheta = torch.atan2(sin_t * ca - cos_t * sa, cos_t * ca + sin_t * sa).abs()
     spread = torch.exp(-(dtheta**2) / (2.0 * theta_sigma**2))  # (O, H, W)
     bank = radial_t[:, None] * spread[None]  # (S, O, H, W)
+    # Gains below 1e-30 (about a third of the bank: far from each filter's orientation and band)
+    # become exactly 0: their products with a spectrum are negligible (< 1e-22 of it) but can be
+    # subnormal floats, which the CPU multiplies and transforms slowly.
+    bank = bank.masked_fill(bank < 1e-30, 0.0)
     # Stored complex: complex x complex multiplies in one vectorised pass, complex x real
     # promotes the real operand on every call.
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
@@ -377,13 +382,24 @@ def _lpc_map(
     # large DC term (and makes a flat image exactly 0 everywhere).
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     spectrum = torch.fft.fft2(gray)  # (B, H, W) complex
+    # Responses laid out (S, B, O_chunk, H, W): pixel p of plane (b, o) has the same flat index
+    # in every scale, so one index gathers all scales.
+    chunks = (
+        torch.fft.ifft2(spectrum[None, :, None] * bank[:, None, o_start : o_start + orientations_per_chunk])
+        for o_start in range(0, n_o, orientations_per_chunk)
+    )
+    int_weights = _lpc_native.integer_weights(weights)
+    if int_weights is not None and _lpc_native.usable(spectrum.dtype, spectrum.device):
+        # The compiled twin of the loop below (threshold, selection, coherence, sums in two
+        # reads of the finest scale); the loop stays the reference.
+        num = torch.zeros(b, h, w, dtype=torch.float64)
+        den = torch.full((b, h, w), C, dtype=torch.float64)
+        for resp in chunks:
+            _lpc_native.accumulate(resp, border, int_weights, num, den)
+        return (num / den).to(gray.dtype)
     picked, energies, targets = [], [], []
-    for o_start in range(0, n_o, orientations_per_chunk):
-        filters = bank[:, o_start : o_start + orientations_per_chunk]
-        n_c = filters.shape[1]
-        # Responses laid out (S, B, O_chunk, H, W): pixel p of plane (b, o) has the same flat
-        # index in every scale, so one index gathers all scales.
-        resp = torch.fft.ifft2(spectrum[None, :, None] * filters[:, None])
+    for resp in chunks:
+        n_c = resp.shape[2]
         # Energy of the finest scale, thresholded per image and orientation at mean + 2 std
         # (sample std) inside the border. |z| as sqrt(re^2 + im^2): faster than torch.abs on
         # complex (hypot), and the magnitudes here are far from overflow.
