@@ -48,26 +48,15 @@ def subset_metrics(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, float]:
 @torch.no_grad()
 def draw(model: torch.nn.Module, x: torch.Tensor, title: str, path: Path) -> None:
     """Test inputs, their reconstructions (mean z, clamped) and prior samples, 4x8 digits each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from stftblur.io import make_grid
+    from stftblur.viz import image_panels, save_figure
 
     inputs = x[:32]
-    recon = model.decode(model.encode(inputs)[0]).clamp(0, 1)
-    samples = sample_prior(model, 32, seed=0).clamp(0, 1)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, imgs, label in zip(axes, (inputs, recon, samples),
-                               ("test inputs (binarized)", "reconstructions (mean z, clamped)", "prior samples z ~ N(0, I), seed 0")):
-        ax.imshow(make_grid(imgs, nrow=8)[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(label, fontsize=11)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    panels = {
+        "test inputs (binarized)": inputs,
+        "reconstructions (mean z, clamped)": model.decode(model.encode(inputs)[0]),
+        "prior samples z ~ N(0, I), seed 0": sample_prior(model, 32, seed=0),
+    }
+    save_figure(image_panels(panels, nrow=8, scale=2, title=title), path)
 
 
 def card(name: str, loss: str, info: Dict[str, Any]) -> str:
