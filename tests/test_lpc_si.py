@@ -341,3 +341,18 @@ def test_compiled_kernels_do_not_depend_on_the_thread_count():
         torch.set_num_threads(threads)
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
     assert (out[0][1] > 2.0).float().mean() > 0.05  # pixels were selected
+
+
+def test_compiled_filter_product_equals_the_complex_product():
+    """The compiled product reads the real filters; the values equal complex x complex exactly."""
+    if not _lpc_native.LIBRARY.available():
+        pytest.skip(f"compiled LPC-SI kernels unavailable: {_lpc_native.LIBRARY.status()}")
+    from stftblur.metrics.lpc_si import _filter_bank
+
+    for dtype in (torch.float32, torch.float64):
+        gains = _filter_bank(40, 33, (1.0, 1.5, 2.0), 8, dtype, torch.device("cpu"), real=True)
+        bank = _filter_bank(40, 33, (1.0, 1.5, 2.0), 8, dtype, torch.device("cpu"))
+        assert not gains.is_complex() and torch.equal(gains, bank.real)
+        spectrum = torch.fft.fft2(torch.rand(3, 40, 33, dtype=dtype, generator=torch.Generator().manual_seed(1)))
+        got = _lpc_native.product(spectrum, gains, 3, 4)
+        assert torch.equal(got, spectrum[None, :, None] * bank[:, None, 3:7])

@@ -1,18 +1,20 @@
 """Optional compiled CPU kernels of LPC-SI's per-pixel work, with a silent fallback.
 
-After the inverse FFTs, :func:`stftblur.metrics.lpc_si` spends most of its time in elementwise
-PyTorch passes over the finest-scale responses (magnitude, threshold, selection, gathers, the
-phase-coherence products, scatter-adds). Two C kernels, built by :mod:`stftblur._native`, do
-the same work in two reads of the finest scale:
+Besides its FFTs, :func:`stftblur.metrics.lpc_si` spends its time multiplying the spectrum by
+the filters and in elementwise PyTorch passes over the finest-scale responses (magnitude,
+threshold, selection, gathers, the phase-coherence products, scatter-adds). C kernels, built by
+:mod:`stftblur._native` and run on PyTorch's OpenMP threads, do the same work:
 
-- :func:`thresholds`: the energy threshold mean + 2 sample std of the finest-scale magnitude
-  inside the border, per image and orientation (one pass, shifted sums in float64);
-- the accumulation: for every pixel above its threshold, the phase coherence
-  max(0, cos(sum_s w_s phi_s)) of the scales at that pixel, weighted by the energy above the
-  threshold, added to the numerator and denominator of the LPC map (float64 sums), row by row.
+- :func:`product`: spectrum times a chunk of filters, reading the bank stored real (half the
+  bytes); bit-identical to the complex product of the reference path;
+- :func:`accumulate`: per image and orientation, the energy threshold mean + 2 sample std of
+  the finest-scale magnitude inside the border (one pass, shifted sums in float64); then, for
+  every pixel above it, the phase coherence max(0, cos(sum_s w_s phi_s)) of the scales at that
+  pixel, weighted by the energy above the threshold, added to the numerator and denominator of
+  the LPC map (float64 sums), row by row.
 
 Convention:
-    Used for complex64 and complex128 CPU responses with integer scale weights (the default
+    Used for float32 and float64 CPU images with integer scale weights (the default
     1, -3, 2); anything else, ``STFTBLUR_COMPILED=0``, no compiler, or ``LIBRARY.enabled =
     False`` takes the pure-PyTorch reference path of :mod:`stftblur.metrics.lpc_si`, which the
     tests compare with this one. The products of the coherence are taken in float64 as the
@@ -153,6 +155,35 @@ void lpc_accumulate_mt_##SUF(const T* resp, const double* thr, int64_t S, int64_
 LPC_THREADED(float, f32)
 LPC_THREADED(double, f64)
 
+/* out (S, B, Oc, HW) complex = spectrum (B, HW) complex x gains[s, o0 + o] (S, O, HW) real: the
+   same products as complex x complex with a zero imaginary part, reading half the bytes of
+   the filters; blocks of pixels so that a block of the spectrum is read once for every output. */
+#define LPC_PRODUCT(T, SUF)                                                                      \
+void lpc_product_##SUF(const T* spec, const T* gains, int64_t B, int64_t S, int64_t O,           \
+                       int64_t o0, int64_t Oc, int64_t hw, T* out, int64_t threads) {           \
+    const int64_t block = 2048, nblocks = (hw + block - 1) / block;                              \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
+    for (int64_t k = 0; k < B * nblocks; ++k) {                                                 \
+        const int64_t b = k / nblocks, p0 = (k % nblocks) * block;                              \
+        const int64_t p1 = p0 + block < hw ? p0 + block : hw;                                   \
+        const T* sp = spec + 2 * b * hw;                                                        \
+        for (int64_t s = 0; s < S; ++s) {                                                       \
+            for (int64_t o = 0; o < Oc; ++o) {                                                  \
+                const T* g = gains + (s * O + o0 + o) * hw;                                     \
+                T* dst = out + 2 * (((s * B + b) * Oc + o) * hw);                               \
+                _Pragma("omp simd")                                                             \
+                for (int64_t p = p0; p < p1; ++p) {                                             \
+                    dst[2 * p] = sp[2 * p] * g[p];                                              \
+                    dst[2 * p + 1] = sp[2 * p + 1] * g[p];                                      \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+}
+
+LPC_PRODUCT(float, f32)
+LPC_PRODUCT(double, f64)
+
 int lpc_openmp(void) {
 #ifdef _OPENMP
     return 1;
@@ -173,6 +204,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype = None
         fn = getattr(lib, f"lpc_accumulate_mt_{suffix}")
         fn.argtypes = [ptr, ptr] + [i64] * 5 + [ptr, ptr, ptr, i64]
+        fn.restype = None
+        fn = getattr(lib, f"lpc_product_{suffix}")
+        fn.argtypes = [ptr, ptr] + [i64] * 6 + [ptr, i64]
         fn.restype = None
         fn = getattr(lib, f"lpc_thresholds_{suffix}")
         fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr]
@@ -198,6 +232,24 @@ def usable(dtype: torch.dtype, device: torch.device) -> bool:
     if device.type != "cpu" or dtype not in _SUFFIX or torch.compiler.is_compiling():
         return False
     return LIBRARY.available()
+
+
+def product(spectrum: torch.Tensor, gains: torch.Tensor, o_start: int, n_orientations: int) -> torch.Tensor:
+    """The (S, B, O_chunk, H, W) products of (B, H, W) spectra with the real filters
+    ``gains[:, o_start : o_start + n_orientations]`` (``gains`` (S, O, H, W), contiguous): the
+    values of ``spectrum[None, :, None] * gains[:, None, o_start:...]`` computed as complex x
+    complex with a zero imaginary part, which round the same."""
+    lib = LIBRARY.library()
+    assert lib is not None
+    spectrum = spectrum.contiguous()
+    b, h, w = spectrum.shape
+    n_s, n_o = gains.shape[:2]
+    out = torch.empty(n_s, b, n_orientations, h, w, dtype=spectrum.dtype)
+    work = n_s * b * n_orientations * h * w
+    threads = max(1, min(torch.get_num_threads(), work // PARALLEL_MIN_WORK))
+    getattr(lib, f"lpc_product_{_SUFFIX[spectrum.dtype]}")(
+        spectrum.data_ptr(), gains.data_ptr(), b, n_s, n_o, o_start, n_orientations, h * w, out.data_ptr(), threads)
+    return out
 
 
 def accumulate(resp: torch.Tensor, border: int, weights: torch.Tensor, num: torch.Tensor, den: torch.Tensor) -> None:

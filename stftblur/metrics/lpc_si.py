@@ -90,12 +90,18 @@ def _filter_bank(
     n_orientations: int,
     dtype: torch.dtype,
     device: torch.device,
+    real: bool = False,
 ) -> torch.Tensor:
-    """The log-Gabor bank for this size, dtype and device, from the cache or built once."""
-    key = (height, width, scales, n_orientations, dtype, device)
+    """The log-Gabor bank for this size, dtype and device, from the cache or built once.
+
+    Complex (the reference path multiplies complex by complex in one vectorised pass, where
+    complex by real would promote the real operand on every call), or real for the compiled
+    product, which reads half the bytes.
+    """
+    key = (height, width, scales, n_orientations, dtype, device, real)
     bank = _BANKS.get(key)
     if bank is None:
-        bank = _build_filter_bank(height, width, scales, n_orientations, dtype, device)
+        bank = _build_filter_bank(height, width, scales, n_orientations, dtype, device, real)
         _BANKS[key] = bank
     _BANKS.move_to_end(key)
     while len(_BANKS) > 1 and sum(b.numel() * b.element_size() for b in _BANKS.values()) > _BANK_CACHE_BYTES:
@@ -110,10 +116,11 @@ def _build_filter_bank(
     n_orientations: int,
     dtype: torch.dtype,
     device: torch.device,
+    real: bool = False,
 ) -> torch.Tensor:
     """The (real-valued) transfer functions of the log-Gabor bank, shape (S, O, H, W), DC at [0, 0].
 
-    Built in float64 on the CPU, then cast to the complex dtype of ``dtype`` and moved.
+    Built in float64 on the CPU, then cast to ``dtype`` (``real``) or its complex dtype, and moved.
     """
     x = _normalised_range(width)[None, :]
     y = _normalised_range(height)[:, None]
@@ -143,10 +150,13 @@ def _build_filter_bank(
     # become exactly 0: their products with a spectrum are negligible (< 1e-22 of it) but can be
     # subnormal floats, which the CPU multiplies and transforms slowly.
     bank = bank.masked_fill(bank < 1e-30, 0.0)
-    # Stored complex: complex x complex multiplies in one vectorised pass, complex x real
-    # promotes the real operand on every call.
-    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    return bank.to(dtype=complex_dtype, device=device).contiguous()
+    if real:
+        return bank.to(dtype=dtype, device=device).contiguous()
+    return bank.to(dtype=_complex_dtype(dtype), device=device).contiguous()
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
 @functools.lru_cache(maxsize=32)
@@ -328,7 +338,8 @@ def _chunking(n_images: int, bank: torch.Tensor) -> Tuple[int, int]:
     """(images per chunk, orientations per chunk) for :func:`_lpc_map`."""
     n_s, n_o = bank.shape[:2]
     budget = _CHUNK_BYTES_CPU if bank.device.type == "cpu" else _CHUNK_BYTES_GPU
-    planes = max(1, budget // (n_s * bank[0, 0].numel() * bank.element_size()))
+    plane_bytes = bank[0, 0].numel() * (1 if bank.is_complex() else 2) * bank.element_size()  # a complex response
+    planes = max(1, budget // (n_s * plane_bytes))
     if planes >= n_o:
         return max(1, min(n_images, planes // n_o)), n_o
     return 1, planes
@@ -382,23 +393,23 @@ def _lpc_map(
     # large DC term (and makes a flat image exactly 0 everywhere).
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     spectrum = torch.fft.fft2(gray)  # (B, H, W) complex
-    # Responses laid out (S, B, O_chunk, H, W): pixel p of plane (b, o) has the same flat index
-    # in every scale, so one index gathers all scales.
-    chunks = (
-        torch.fft.ifft2(spectrum[None, :, None] * bank[:, None, o_start : o_start + orientations_per_chunk])
-        for o_start in range(0, n_o, orientations_per_chunk)
-    )
-    int_weights = _lpc_native.integer_weights(weights)
-    if int_weights is not None and _lpc_native.usable(spectrum.dtype, spectrum.device):
-        # The compiled twin of the loop below (threshold, selection, coherence, sums in two
-        # reads of the finest scale); the loop stays the reference.
+    if not bank.is_complex():
+        # The compiled twin of the loop below (a real bank for :func:`_lpc_si` to choose it):
+        # the product with the filters, then threshold, selection, coherence and the map's
+        # sums in two reads of the finest scale. The loop below stays the reference.
+        int_weights = _lpc_native.integer_weights(weights)
+        assert int_weights is not None
         num = torch.zeros(b, h, w, dtype=torch.float64)
         den = torch.full((b, h, w), C, dtype=torch.float64)
-        for resp in chunks:
-            _lpc_native.accumulate(resp, border, int_weights, num, den)
+        for o_start in range(0, n_o, orientations_per_chunk):
+            product = _lpc_native.product(spectrum, bank, o_start, min(orientations_per_chunk, n_o - o_start))
+            _lpc_native.accumulate(torch.fft.ifft2(product), border, int_weights, num, den)
         return (num / den).to(gray.dtype)
     picked, energies, targets = [], [], []
-    for resp in chunks:
+    for o_start in range(0, n_o, orientations_per_chunk):
+        # Responses laid out (S, B, O_chunk, H, W): pixel p of plane (b, o) has the same flat
+        # index in every scale, so one index gathers all scales.
+        resp = torch.fft.ifft2(spectrum[None, :, None] * bank[:, None, o_start : o_start + orientations_per_chunk])
         n_c = resp.shape[2]
         # Energy of the finest scale, thresholded per image and orientation at mean + 2 std
         # (sample std) inside the border. |z| as sqrt(re^2 + im^2): faster than torch.abs on
@@ -506,7 +517,10 @@ def _lpc_si(
     border = settings.border_for(h, w)
     with torch.no_grad():
         gray = _to_gray255(x, settings.data_range, dtype)
-        bank = _filter_bank(h, w, settings.scales, settings.n_orientations, dtype, x.device)
+        compiled = _lpc_native.integer_weights(settings.scale_weights) is not None and _lpc_native.usable(
+            _complex_dtype(dtype), x.device
+        )
+        bank = _filter_bank(h, w, settings.scales, settings.n_orientations, dtype, x.device, real=compiled)
         u, k = _rank_weights((h - 2 * border) * (w - 2 * border), settings.beta_k, dtype, x.device)
         images_per_chunk, orientations_per_chunk = _chunking(b, bank)
         maps = torch.cat(
