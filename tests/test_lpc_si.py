@@ -356,3 +356,30 @@ def test_compiled_filter_product_equals_the_complex_product():
         spectrum = torch.fft.fft2(torch.rand(3, 40, 33, dtype=dtype, generator=torch.Generator().manual_seed(1)))
         got = _lpc_native.product(spectrum, gains, 3, 4)
         assert torch.equal(got, spectrum[None, :, None] * bank[:, None, 3:7])
+
+
+def test_compiled_kernels_without_openmp(monkeypatch, tmp_path):
+    """Where -fopenmp does not build, the kernels are built without it and run on the calling
+    thread (the accumulation split over Python threads), with the same results."""
+    from stftblur import _native
+
+    build_with = _native._build_with
+    monkeypatch.setattr(_native, "_build_with",
+                        lambda name, source, extra: (None, "no OpenMP here") if extra else build_with(name, source, extra))
+    monkeypatch.setenv("STFTBLUR_CACHE", str(tmp_path))
+    lib = _native.NativeLibrary("lpc_si", _lpc_native._SOURCE, _lpc_native._declare, openmp=True)
+    monkeypatch.setattr(_lpc_native, "LIBRARY", lib)
+    if not lib.available():
+        pytest.skip(f"no C compiler: {lib.status()}")
+    assert lib.library().lpc_openmp() == 0 and "OpenMP" not in lib.status()
+    x = torch.from_numpy(np.stack([_patch(160, 150, seed=k) for k in range(2)]))[:, None].float() / 255.0
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        compiled = lpc_si(x, return_map=True)
+        lib.enabled = False
+        reference = lpc_si(x, return_map=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(compiled[1], reference[1], rtol=0, atol=1e-4)
+    assert torch.allclose(compiled[0], reference[0], rtol=0, atol=1e-5)
