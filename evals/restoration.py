@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("psnr", "ssim", "lpc_si")
 #: The loss-design study (docs/loss-design.md): ``--configs study`` runs these, seed by seed.
 STUDY = ("l1", "l1+lpl@1", "l1+ssim@1", "l1+prod@1", "l1+lpl@0.1", "l1+mr-prod@1", "l1+complex@1", "l1+ffl@1",
-         "l1+lpl@10", "l1+lpl-lam1@1", "l1+mr-lpl@1")
+         "l1+lpl@10", "l1+lpl-lam1@1", "l1+mr-lpl@1", "l1+lpl-eps0.001@1", "l1+lpl-eps0.01@1")
 FIGURE_IMAGES = ("camera_0", "clock_3", "coins_1", "text_2")
 
 

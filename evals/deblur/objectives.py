@@ -9,7 +9,10 @@ The STFT variants use the library's default transform (16x16 periodic Hann windo
 ``normalized=True`` so amplitudes are in pixel units) and the linear radial weight W (0 at DC, 1
 at the highest frequency). With ``A`` the amplitudes and ``dphi`` the phase difference:
 
-- ``lpl``: ``LocalPhaseLoss(**options)``: mean W (lambda |dphi| + |A_o - A_t|), lambda = 3.
+- ``lpl``: ``LocalPhaseLoss(**options)``: mean W (lambda |dphi| + |A_o - A_t|), lambda = 3;
+  ``lpl-lam<L>`` with lambda = L; ``lpl-eps<E>`` with ``eps=E``: the same value, but the phase
+  gradient iF/max(|F|^2, E^2) tapers below amplitude E instead of 1e-4, so that the weak
+  coefficients, whose phase the blur has randomised, pull less.
 - ``prod``: mean W (|A_o - A_t| + lambda A_o A_t (1 - cos dphi) / mean(A_t)): the phase part of
   ``|F_o - F_t|^2 = (A_o - A_t)^2 + 2 A_o A_t (1 - cos dphi)``, so a coefficient's phase counts
   in proportion to the amplitude it carries; divided by the image's mean target amplitude
@@ -61,7 +64,7 @@ def multi_resolution(make: Callable[[int, int], Term]) -> Term:
 
 
 def make_term(name: str) -> Term:
-    """The auxiliary term called ``name``: ssim, ffl, lpl, lpl-lam<L>, prod, complex, mr-<...>."""
+    """The auxiliary term called ``name``: ssim, ffl, lpl, lpl-lam<L>, lpl-eps<E>, prod, complex, mr-<...>."""
     if name == "ssim":
         return stftblur.SSIMLoss()
     if name == "ffl":
@@ -77,6 +80,8 @@ def make_term(name: str) -> Term:
         return stftblur.LocalPhaseLoss()
     if name.startswith("lpl-lam"):
         return stftblur.LocalPhaseLoss(phase_weight=float(name[len("lpl-lam"):]))
+    if name.startswith("lpl-eps"):  # where the phase gradient starts to taper (default 1e-4)
+        return stftblur.LocalPhaseLoss(eps=float(name[len("lpl-eps"):]))
     if name in ("prod", "complex"):
         return stft_variant(name)
     raise ValueError(f"unknown auxiliary term {name!r}")
