@@ -108,6 +108,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (default 2)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--skip-partial", action="store_true",
+                    help="start only runs not begun yet (a run is continued on the device it started on)")
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     runs = [r for r in queue() if fnmatch.fnmatch(str(r["name"]), args.only)]
@@ -115,7 +117,8 @@ def main() -> int:
         for r in runs:
             print(f"{state(str(r['name'])):9s} {r['name']:28s} {' '.join(map(str, r['args']))}")
         return 0
-    pending = [r for r in runs if state(str(r["name"])) != "complete"]
+    pending = [r for r in runs if state(str(r["name"])) == "todo" or
+               (state(str(r["name"])) == "partial" and not args.skip_partial)]
     running: Dict[str, subprocess.Popen] = {}
     failed = 0
     while pending or running:
