@@ -92,6 +92,12 @@ def state(name: str) -> str:
     return "todo"
 
 
+def pending_runs(runs: List[Dict[str, object]], skip_partial: bool = False) -> List[Dict[str, object]]:
+    """The runs still to train, in queue order: not begun, and (unless ``skip_partial``) begun."""
+    wanted = ("todo",) if skip_partial else ("todo", "partial")
+    return [r for r in runs if state(str(r["name"])) in wanted]
+
+
 def command(run: Dict[str, object], threads: int) -> List[str]:
     name = str(run["name"])
     cmd = [sys.executable, "-m", "stftblur_cli", "train-vae", "--out", str(RUNS / name), "--no-progress",
@@ -117,8 +123,7 @@ def main() -> int:
         for r in runs:
             print(f"{state(str(r['name'])):9s} {r['name']:28s} {' '.join(map(str, r['args']))}")
         return 0
-    pending = [r for r in runs if state(str(r["name"])) == "todo" or
-               (state(str(r["name"])) == "partial" and not args.skip_partial)]
+    pending = pending_runs(runs, args.skip_partial)
     running: Dict[str, subprocess.Popen] = {}
     failed = 0
     while pending or running:

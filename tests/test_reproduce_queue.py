@@ -1,0 +1,62 @@
+"""The reproduction queue (evals/reproduce.py): run states, what it starts, its locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "evals"))
+import reproduce  # noqa: E402
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    return tmp_path
+
+
+def _begin(d, complete=False):
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": {"device": "cpu"}}))
+    if complete:
+        (d / "summary.json").write_text("{}")
+
+
+def test_states_and_what_is_pending(runs_dir):
+    queue = reproduce.queue()
+    names = [r["name"] for r in queue]
+    assert names[:4] == ["full-ours-s0", "full-ssim-s0", "full-lpl-s0", "full-l2-s0"]
+    assert names.index("short-ffl-s2") < names.index("full-dft+ssim-s0") < names.index("abl-freqw1-s0")
+    _begin(runs_dir / "full-ours-s0", complete=True)
+    _begin(runs_dir / "full-ssim-s0")
+    assert [reproduce.state(n) for n in names[:3]] == ["complete", "partial", "todo"]
+    pending = [r["name"] for r in reproduce.pending_runs(queue)]
+    assert pending[:2] == ["full-ssim-s0", "full-lpl-s0"] and "full-ours-s0" not in pending
+    # On another device only runs that have not begun start: a run never changes device.
+    fresh = [r["name"] for r in reproduce.pending_runs(queue, skip_partial=True)]
+    assert fresh[0] == "full-lpl-s0" and "full-ssim-s0" not in fresh
+
+
+def test_a_partial_run_is_resumed_and_a_new_one_is_not(runs_dir):
+    run = {"name": "short-l1-s1", "args": ["--loss", "l1", "--epochs", "10", "--seed", "1"]}
+    assert "--resume" not in reproduce.command(run, threads=1)
+    _begin(runs_dir / "short-l1-s1")
+    cmd = reproduce.command(run, threads=1)
+    assert cmd[-1] == "--resume" and cmd[cmd.index("--threads") + 1] == "1"
+    assert cmd[cmd.index("--out") + 1] == str(runs_dir / "short-l1-s1")
+
+
+def test_locks_keep_two_queues_apart_and_dead_ones_are_taken_over(runs_dir):
+    assert reproduce._claim("short-l1-s1")  # this process holds it now
+    assert reproduce._lock("short-l1-s1").read_text() == str(os.getpid())
+    assert not reproduce._claim("short-l1-s1")  # a live holder: skipped
+    reproduce._release("short-l1-s1")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    reproduce._lock("short-l1-s2").write_text(dead.stdout.strip())  # its process has exited
+    assert reproduce._claim("short-l1-s2")
