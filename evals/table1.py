@@ -73,6 +73,19 @@ def measure(model: torch.nn.Module, x_test: torch.Tensor, n_samples: int) -> Dic
     return out
 
 
+@torch.no_grad()
+def rate(model: torch.nn.Module, x_test: torch.Tensor) -> float:
+    """Mean KL(q(z|x) || N(0, I)) over the test images in nats, summed over the latent dimensions
+    as in the training objective: how much the code carries about each image (little means the
+    decoder draws near-average digits, i.e. blur)."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x_test), 1000):
+        mu, logvar = model.encode(x_test[i : i + 1000])
+        total += float((0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)).sum())
+    return total / len(x_test)
+
+
 _REF: Dict[int, Any] = {}
 
 
@@ -145,12 +158,15 @@ def main() -> int:
     for loss, fname in AUTHOR_FILES.items():
         path = AUTHOR / fname
         old = prev_author.get(loss, {})
-        if path.exists() and old.get("n_samples") == args.n_samples and "spectral_deficit_samples_db" in old:
+        if not path.exists():
+            continue
+        model = load_author_checkpoint(path)
+        if old.get("n_samples") == args.n_samples and "spectral_deficit_samples_db" in old:
             results["author_checkpoints"][loss] = old
-        elif path.exists():
+        else:
             print(f"measuring author checkpoint {fname}", flush=True)
-            results["author_checkpoints"][loss] = {**measure(load_author_checkpoint(path), x_test, args.n_samples),
-                                                   "n_samples": args.n_samples}
+            results["author_checkpoints"][loss] = {**measure(model, x_test, args.n_samples), "n_samples": args.n_samples}
+        results["author_checkpoints"][loss]["kl_test_nats"] = rate(model, x_test)  # cheap: always measured
     previous = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() and not args.remeasure else {}
     names = sorted(p.name for p in RUNS.iterdir() if p.is_dir()) if RUNS.exists() else []
     for name in names:
@@ -161,12 +177,14 @@ def main() -> int:
         info.update(parse_name(name))
         info["weights_sha256"] = _fingerprint(RUNS / name / "model.safetensors")
         old = previous.get(name, {})
+        model = load_vae(RUNS / name)
         if (old.get("weights_sha256") == info["weights_sha256"] and old.get("n_samples") == args.n_samples
                 and "spectral_deficit_samples_db" in old.get("metrics", {})):
             info["metrics"] = old["metrics"]  # the same weights were measured before
         else:
             print(f"measuring run {name}", flush=True)
-            info["metrics"] = measure(load_vae(RUNS / name), x_test, args.n_samples)
+            info["metrics"] = measure(model, x_test, args.n_samples)
+        info["metrics"]["kl_test_nats"] = rate(model, x_test)  # cheap: always measured
         info["n_samples"] = args.n_samples
         info["complete"] = True
         results["runs"][name] = info
@@ -207,11 +225,14 @@ def write_report(res: Dict[str, Any]) -> None:
         f"**LPC-SI** (higher is sharper) and the **spectral deficit** (dB; less high-frequency power",
         "than the binarized test digits, band 0.25-0.5 cycles per pixel, see docs/metrics.md; lower is",
         f"sharper) of {res['runs_n_samples'] if 'runs_n_samples' in res else 10000} prior samples z ~ N(0, I) (seed 0), clamped to [0, 1].",
+        "**KL** (nats): the mean KL divergence of the posterior from N(0, I) over the test images,",
+        "summed over the latent dimensions as in the training objective: how much the code carries",
+        "about each image (a code that carries little makes the decoder draw near-average, blurred digits).",
         "",
         "## The paper, the released checkpoints, and this project's runs (full protocol: 50 epochs, seed 0)",
         "",
-        "| loss | paper (sampled z) | released, TensorFlow (sampled z) | released, stftblur (sampled z) | released, mean z clamped | this project (sampled z) | this project, mean z clamped | LPC-SI samples: released / this project | spectral deficit dB: released / this project |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| loss | paper (sampled z) | released, TensorFlow (sampled z) | released, stftblur (sampled z) | released, mean z clamped | this project (sampled z) | this project, mean z clamped | LPC-SI samples: released / this project | spectral deficit dB: released / this project | KL nats: released / this project |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     pending = []
     for loss in LOSS_ORDER:
@@ -232,22 +253,31 @@ def write_report(res: Dict[str, Any]) -> None:
             f"{m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f}" if m else "–",
             f"{_fmt(a and a['lpc_si_samples'])} / {_fmt(m and m['lpc_si_samples'])}",
             f"{_fmt(a and a.get('spectral_deficit_samples_db'), 2)} / {_fmt(m and m.get('spectral_deficit_samples_db'), 2)}",
+            f"{_fmt(a and a.get('kl_test_nats'), 1)} / {_fmt(m and m.get('kl_test_nats'), 1)}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if pending:
         lines += ["", f"Not finished yet (no summary.json): {', '.join(pending)}; `python evals/reproduce.py --list` shows how far each run got."]
+    devices: Dict[str, List[str]] = {}
+    for summary in sorted(RUNS.glob("*/summary.json")):
+        device = json.loads((summary.parent / "config.json").read_text())["config"].get("device", "unknown")
+        devices.setdefault(device, []).append(summary.parent.name)
+    if devices:
+        where = "; ".join(f"{dev}: {len(names)} run{'s' if len(names) > 1 else ''}"
+                          + ("" if len(devices) == 1 else f" ({', '.join(names)})") for dev, names in devices.items())
+        lines += ["", f"Devices of the finished runs (each run's config.json records its own): {where}."]
     sp = res.get("short_protocol", {})
     if sp:
         lines += ["", "## Seed spread (short protocol: 10 epochs, mean ± standard deviation over seeds)", "",
-                  "| loss | seeds | PSNR sampled | SSIM sampled | PSNR mean z clamped | SSIM mean z clamped | LPC-SI samples | spectral deficit dB |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| loss | seeds | PSNR sampled | SSIM sampled | PSNR mean z clamped | SSIM mean z clamped | LPC-SI samples | spectral deficit dB | KL nats |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for loss in LOSS_ORDER:
             if loss in sp:
                 s = sp[loss]
                 cell = lambda k, nd: f"{s[k]['mean']:.{nd}f} ± {_fmt(s[k]['std'], nd)}" if k in s else "–"  # noqa: E731
                 lines.append(f"| {LOSS_LABEL[loss]} | {s['psnr_sampled']['n']} | {cell('psnr_sampled', 3)} | {cell('ssim_sampled', 4)} | "
                              f"{cell('psnr_mean_clamped', 3)} | {cell('ssim_mean_clamped', 4)} | {cell('lpc_si_samples', 4)} | "
-                             f"{cell('spectral_deficit_samples_db', 2)} |")
+                             f"{cell('spectral_deficit_samples_db', 2)} | {cell('kl_test_nats', 1)} |")
         diffs = res.get("short_protocol_differences", {})
         lines += ["", "### Do the differences exceed the seed spread?", "",
                   "Difference of the means with its 95% Welch t-interval over seeds; **yes** where the interval",
