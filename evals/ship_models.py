@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
 from reproduce import LOSSES, RUNS  # noqa: E402
-from table1 import LOSS_LABEL, measure, parse_name  # noqa: E402
+from table1 import LOSS_LABEL, measure, parse_name, rate  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.models import load_vae  # noqa: E402
@@ -92,13 +92,15 @@ model = load_vae("{name}")
 
 On the whole MNIST test set (10,000 images, binarized), as `evals/table1.py` measures every row:
 
-| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | their spectral deficit against the test digits | LPC-SI of reconstructions |
-|---|---|---|---|---|
-| {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['spectral_deficit_samples_db']:+.2f} dB | {m['lpc_si_recon']:.4f} |
+| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | their spectral deficit against the test digits | LPC-SI of reconstructions | KL of the code, nats per test image |
+|---|---|---|---|---|---|
+| {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['spectral_deficit_samples_db']:+.2f} dB | {m['lpc_si_recon']:.4f} | {m['kl_test_nats']:.1f} |
 
 (Spectral deficit: `stftblur.metrics.spectral_deficit`, band 0.25-0.5 cycles per pixel, against
 the 10,000 binarized test digits; positive means less high-frequency power, i.e. blurrier. See
-[docs/metrics.md](../../docs/metrics.md).)
+[docs/metrics.md](../../docs/metrics.md). KL: the posterior's KL divergence from N(0, I), summed
+over the latent dimensions as the objective counts it, averaged over the test images; the
+released checkpoints' are in [docs/reproduction.md](../../docs/reproduction.md).)
 
 On the first {SUBSET} test images (re-measured by `tests/test_shipped_models.py`): sampled z
 {s['psnr_sampled']:.3f} dB / {s['ssim_sampled']:.4f}, mean z clamped {s['psnr_mean_clamped']:.3f} dB / {s['ssim_mean_clamped']:.4f}.
@@ -132,7 +134,7 @@ def ship(run: str, x_test: torch.Tensor, n_samples: int, commit: str, models: Pa
         "time": time + ".",
         "git_commit": commit,
         "n_samples": n_samples,
-        "test_set": measure(model, x_test, n_samples),
+        "test_set": {**measure(model, x_test, n_samples), "kl_test_nats": rate(model, x_test)},
         "subset": subset_metrics(model, x_test),
         "machine": describe("cpu"),
     }
