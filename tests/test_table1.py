@@ -1,0 +1,36 @@
+"""evals/table1.py helpers: the code's KL on the test set, run names, seed spreads."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "evals"))
+import table1  # noqa: E402
+
+
+class _FixedPosterior(torch.nn.Module):
+    """encode() returns a fixed posterior for every image: mean (1, -2), log-variance (0, log 4)."""
+
+    def encode(self, x: torch.Tensor):
+        b = x.shape[0]
+        return torch.tensor([1.0, -2.0]).expand(b, 2), torch.tensor([0.0, math.log(4.0)]).expand(b, 2)
+
+
+def test_rate_is_the_mean_kl_summed_over_latent_dims():
+    # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2 per dimension, by hand:
+    expected = (1 + 1 - 1 - 0) / 2 + (4 + 4 - 1 - math.log(4.0)) / 2
+    x = torch.zeros(2500, 1, 28, 28)  # more than one chunk of 1000
+    assert table1.rate(_FixedPosterior(), x) == pytest.approx(expected, rel=1e-6)
+
+
+def test_run_names_and_spreads():
+    assert table1.parse_name("short-dft+ssim-s2") == {"kind": "short", "loss": "dft+ssim", "seed": "2"}
+    s = table1.spread([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0) and s["n"] == 3
+    assert math.isnan(table1.spread([1.0])["std"])
