@@ -34,3 +34,16 @@ def test_run_names_and_spreads():
     s = table1.spread([1.0, 2.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0) and s["n"] == 3
     assert math.isnan(table1.spread([1.0])["std"])
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    from _stats import welch
+
+    a, b = [32.91, 33.05, 32.73], [32.85, 32.78, 32.93]
+    got = welch(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert got["lo"] == pytest.approx(ci.low, rel=1e-9) and got["hi"] == pytest.approx(ci.high, rel=1e-9)
+    assert got["exceeds_spread"] is False and got["n"] == [3, 3]
+    assert welch([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])["exceeds_spread"] is True
