@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,17 @@ def state(name: str) -> str:
     return "todo"
 
 
+def progress(name: str) -> str:
+    """'  (epoch E of N)' for a partial run, from the last record of its metrics log; '' otherwise."""
+    d = RUNS / name
+    if state(name) != "partial" or not (d / "metrics.jsonl").exists():
+        return ""
+    epochs = json.loads((d / "config.json").read_text())["config"]["epochs"]
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    return f"  (epoch {last.get('epoch', 0)} of {epochs})"
+
+
 def pending_runs(runs: List[Dict[str, object]], skip_partial: bool = False) -> List[Dict[str, object]]:
     """The runs still to train, in queue order: not begun, and (unless ``skip_partial``) begun."""
     wanted = ("todo",) if skip_partial else ("todo", "partial")
@@ -121,7 +133,8 @@ def main() -> int:
     runs = [r for r in queue() if fnmatch.fnmatch(str(r["name"]), args.only)]
     if args.list:
         for r in runs:
-            print(f"{state(str(r['name'])):9s} {r['name']:28s} {' '.join(map(str, r['args']))}")
+            name = str(r["name"])
+            print(f"{state(name):9s} {name:28s} {' '.join(map(str, r['args']))}{progress(name)}")
         return 0
     pending = pending_runs(runs, args.skip_partial)
     running: Dict[str, subprocess.Popen] = {}

@@ -23,7 +23,7 @@ def runs_dir(tmp_path, monkeypatch):
 
 def _begin(d, complete=False):
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"config": {"device": "cpu"}}))
+    (d / "config.json").write_text(json.dumps({"config": {"device": "cpu", "epochs": 10}}))
     if complete:
         (d / "summary.json").write_text("{}")
 
@@ -60,3 +60,10 @@ def test_locks_keep_two_queues_apart_and_dead_ones_are_taken_over(runs_dir):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     reproduce._lock("short-l1-s2").write_text(dead.stdout.strip())  # its process has exited
     assert reproduce._claim("short-l1-s2")
+
+
+def test_progress_of_a_partial_run(runs_dir):
+    _begin(runs_dir / "short-l1-s1")
+    (runs_dir / "short-l1-s1" / "metrics.jsonl").write_text('{"event": "train", "epoch": 3, "step": 3500}\n')
+    assert reproduce.progress("short-l1-s1") == "  (epoch 3 of 10)"
+    assert reproduce.progress("short-l1-s2") == ""  # not begun
