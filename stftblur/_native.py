@@ -169,10 +169,16 @@ _pool_size = 0
 _pool_pid = 0
 
 
+def thread_count(total: int, work_per_item: int) -> int:
+    """Threads worth using for ``total`` items of ``work_per_item`` each: at most
+    ``torch.get_num_threads()``, one per item and one per :data:`PARALLEL_MIN_WORK` of work."""
+    return max(1, min(torch.get_num_threads(), total, (total * work_per_item) // PARALLEL_MIN_WORK))
+
+
 def run_parallel(fn: Callable[[int, int], None], total: int, work_per_item: int) -> None:
-    """fn(begin, end) over [0, total), split over torch.get_num_threads() threads when large."""
+    """fn(begin, end) over [0, total), split over :func:`thread_count` Python threads."""
     global _pool, _pool_size, _pool_pid
-    threads = min(torch.get_num_threads(), total, max(1, (total * work_per_item) // PARALLEL_MIN_WORK))
+    threads = thread_count(total, work_per_item)
     if threads <= 1:
         fn(0, total)
         return

@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from stftblur._native import PARALLEL_MIN_WORK, NativeLibrary, run_parallel
+from stftblur._native import NativeLibrary, run_parallel, thread_count
 
 __all__: List[str] = []
 
@@ -245,8 +245,7 @@ def product(spectrum: torch.Tensor, gains: torch.Tensor, o_start: int, n_orienta
     b, h, w = spectrum.shape
     n_s, n_o = gains.shape[:2]
     out = torch.empty(n_s, b, n_orientations, h, w, dtype=spectrum.dtype)
-    work = n_s * b * n_orientations * h * w
-    threads = max(1, min(torch.get_num_threads(), work // PARALLEL_MIN_WORK))
+    threads = thread_count(n_s * b * n_orientations, h * w)
     getattr(lib, f"lpc_product_{_SUFFIX[spectrum.dtype]}")(
         spectrum.data_ptr(), gains.data_ptr(), b, n_s, n_o, o_start, n_orientations, h * w, out.data_ptr(), threads)
     return out
@@ -265,12 +264,11 @@ def accumulate(resp: torch.Tensor, border: int, weights: torch.Tensor, num: torc
     suffix = _SUFFIX[resp.dtype]
     data = resp.data_ptr()
     thr = torch.empty(b * n_o, dtype=torch.float64)
-    if lib.lpc_openmp():
-        work = b * n_o * h * w
-        threads = max(1, min(torch.get_num_threads(), work // PARALLEL_MIN_WORK))
-        getattr(lib, f"lpc_thresholds_mt_{suffix}")(data, b * n_o, h, w, border, thr.data_ptr(), min(threads, b * n_o))
+    if lib.lpc_openmp():  # the same splits as below, on PyTorch's OpenMP threads
+        getattr(lib, f"lpc_thresholds_mt_{suffix}")(data, b * n_o, h, w, border, thr.data_ptr(),
+                                                    thread_count(b * n_o, h * w))
         getattr(lib, f"lpc_accumulate_mt_{suffix}")(data, thr.data_ptr(), n_s, b, n_o, h, w, weights.data_ptr(),
-                                                    num.data_ptr(), den.data_ptr(), min(threads, b * h))
+                                                    num.data_ptr(), den.data_ptr(), thread_count(b * h, w * n_o))
         return
     thresholds = getattr(lib, f"lpc_thresholds_{suffix}")
     run_parallel(lambda q0, q1: thresholds(data, q0, q1, h, w, border, thr.data_ptr()), b * n_o, h * w)

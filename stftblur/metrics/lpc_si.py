@@ -384,8 +384,13 @@ def _lpc_map(
     C: float,
     border: int,
     orientations_per_chunk: int,
+    compiled_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """The LPC map of (B, H, W) gray images, shape (B, H, W); ``bank`` is (S, O, H, W)."""
+    """The LPC map of (B, H, W) gray images, shape (B, H, W); ``bank`` is (S, O, H, W).
+
+    ``compiled_weights`` (the integer scale weights, int64) selects the compiled kernels, with
+    ``bank`` stored real; None the pure-PyTorch reference, with ``bank`` complex.
+    """
     b, h, w = gray.shape
     n_s, n_o = bank.shape[:2]
     hw = h * w
@@ -393,17 +398,15 @@ def _lpc_map(
     # large DC term (and makes a flat image exactly 0 everywhere).
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     spectrum = torch.fft.fft2(gray)  # (B, H, W) complex
-    if not bank.is_complex():
-        # The compiled twin of the loop below (a real bank for :func:`_lpc_si` to choose it):
-        # the product with the filters, then threshold, selection, coherence and the map's
-        # sums in two reads of the finest scale. The loop below stays the reference.
-        int_weights = _lpc_native.integer_weights(weights)
-        assert int_weights is not None
+    if compiled_weights is not None:
+        # The compiled twin of the loop below (``bank`` is then stored real): the product with
+        # the filters, then threshold, selection, coherence and the map's sums in two reads of
+        # the finest scale. The loop below stays the reference.
         num = torch.zeros(b, h, w, dtype=torch.float64)
         den = torch.full((b, h, w), C, dtype=torch.float64)
         for o_start in range(0, n_o, orientations_per_chunk):
             product = _lpc_native.product(spectrum, bank, o_start, min(orientations_per_chunk, n_o - o_start))
-            _lpc_native.accumulate(torch.fft.ifft2(product), border, int_weights, num, den)
+            _lpc_native.accumulate(torch.fft.ifft2(product), border, compiled_weights, num, den)
         return (num / den).to(gray.dtype)
     picked, energies, targets = [], [], []
     for o_start in range(0, n_o, orientations_per_chunk):
@@ -517,15 +520,16 @@ def _lpc_si(
     border = settings.border_for(h, w)
     with torch.no_grad():
         gray = _to_gray255(x, settings.data_range, dtype)
-        compiled = _lpc_native.integer_weights(settings.scale_weights) is not None and _lpc_native.usable(
-            _complex_dtype(dtype), x.device
-        )
-        bank = _filter_bank(h, w, settings.scales, settings.n_orientations, dtype, x.device, real=compiled)
+        compiled_weights = _lpc_native.integer_weights(settings.scale_weights)
+        if compiled_weights is not None and not _lpc_native.usable(_complex_dtype(dtype), x.device):
+            compiled_weights = None
+        bank = _filter_bank(h, w, settings.scales, settings.n_orientations, dtype, x.device,
+                            real=compiled_weights is not None)
         u, k = _rank_weights((h - 2 * border) * (w - 2 * border), settings.beta_k, dtype, x.device)
         images_per_chunk, orientations_per_chunk = _chunking(b, bank)
         maps = torch.cat(
             [
-                _lpc_map(g, bank, settings.scale_weights, settings.C, border, orientations_per_chunk)
+                _lpc_map(g, bank, settings.scale_weights, settings.C, border, orientations_per_chunk, compiled_weights)
                 for g in gray.split(images_per_chunk)
             ]
         )
