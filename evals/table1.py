@@ -259,9 +259,9 @@ def write_report(res: Dict[str, Any]) -> None:
     if pending:
         lines += ["", f"Not finished yet (no summary.json): {', '.join(pending)}; `python evals/reproduce.py --list` shows how far each run got."]
     devices: Dict[str, List[str]] = {}
-    for summary in sorted(RUNS.glob("*/summary.json")):
-        device = json.loads((summary.parent / "config.json").read_text())["config"].get("device", "unknown")
-        devices.setdefault(device, []).append(summary.parent.name)
+    for name, info in sorted(res["runs"].items()):
+        if info.get("complete"):
+            devices.setdefault(info["config"]["config"].get("device", "unknown"), []).append(name)
     if devices:
         where = "; ".join(f"{dev}: {len(names)} run{'s' if len(names) > 1 else ''}"
                           + ("" if len(devices) == 1 else f" ({', '.join(names)})") for dev, names in devices.items())
