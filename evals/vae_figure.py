@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
-from table1 import AUTHOR, AUTHOR_FILES  # noqa: E402
+from table1 import AUTHOR, AUTHOR_FILES, LOSS_ORDER  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
@@ -39,13 +39,14 @@ FIGURES = ROOT / "docs" / "figures"
 RESULTS = ROOT / "evals" / "results" / "vae_figure.json"
 
 
-def models() -> Dict[str, torch.nn.Module]:
-    out: Dict[str, torch.nn.Module] = {}
+def models() -> Dict[Tuple[str, str], torch.nn.Module]:
+    """(source, loss) -> model: source "released" (the authors') or "stftblur" (models/)."""
+    out: Dict[Tuple[str, str], torch.nn.Module] = {}
     for loss, fname in AUTHOR_FILES.items():
         if (AUTHOR / fname).exists():
-            out[f"released {loss}"] = load_author_checkpoint(AUTHOR / fname)
+            out["released", loss] = load_author_checkpoint(AUTHOR / fname)
     for name in shipped_models():
-        out[f"stftblur {name}"] = load_vae(name)
+        out["stftblur", name.replace("dft-ssim", "dft+ssim")] = load_vae(name)
     return out
 
 
@@ -61,7 +62,8 @@ def main() -> int:
     rows: Dict[str, Dict[str, Any]] = {}
     grids = {}
     spectra = {}
-    for label, model in models().items():
+    for (source, loss), model in models().items():
+        label = f"{source} {loss}"
         print(f"measuring {label}", flush=True)
         model.eval()
         samples = sample_prior(model, args.n_samples, seed=0).clamp(0, 1)
@@ -69,7 +71,7 @@ def main() -> int:
         spectra[label] = radial_power_spectrum(samples)
         rows[label] = {"lpc_si_samples": float(lpc_si(samples).mean()),
                        "spectral_deficit_db": spectral_deficit(spectra[label], ref).deficit_db}
-        grids[label] = (make_grid(recon, nrow=4)[0], make_grid(samples[:16], nrow=4)[0])
+        grids[source, loss] = (make_grid(recon, nrow=4)[0], make_grid(samples[:16], nrow=4)[0])
     real = radial_power_spectrum(x[:args.n_samples])
     rows["MNIST test digits"] = {"lpc_si_samples": float(lpc_si(x[:args.n_samples]).mean()),
                                  "spectral_deficit_db": spectral_deficit(real, ref).deficit_db}
@@ -85,28 +87,49 @@ def main() -> int:
 
 
 def draw(grids, rows, inputs, real) -> None:
+    """One column per loss (Table 1's order), the released model above this project's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = ["MNIST test digits"] + list(grids)
-    fig, axes = plt.subplots(2, len(cols), figsize=(2.6 * len(cols), 6.2), squeeze=False)
-    for j, col in enumerate(cols):
-        top, bottom = (inputs, real) if j == 0 else grids[col]
-        for i, img in enumerate((top, bottom)):
-            axes[i, j].imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        r = rows[col]
-        axes[0, j].set_title(col.replace("released ", "released\n").replace("stftblur ", "stftblur\n"), fontsize=10)
-        axes[1, j].set_xlabel(f"LPC-SI {r['lpc_si_samples']:.3f}\ndeficit {r['spectral_deficit_db']:+.1f} dB", fontsize=10)
-    axes[0, 0].set_ylabel("test inputs /\nreconstructions", fontsize=10)
-    axes[1, 0].set_ylabel("test digits /\nprior samples", fontsize=10)
+    losses = [loss for loss in LOSS_ORDER if any((src, loss) in grids for src in ("released", "stftblur"))]
+    sources = [src for src in ("released", "stftblur") if any((src, loss) in grids for loss in losses)]
+    fig, axes = plt.subplots(2 * len(sources), 1 + len(losses), figsize=(2.5 * (1 + len(losses)), 3.0 * 2 * len(sources)),
+                             squeeze=False)
+    for i, src in enumerate(sources):
+        top, bottom = axes[2 * i], axes[2 * i + 1]
+        for j, loss in enumerate([None] + losses):
+            cell = (inputs, real) if loss is None else grids.get((src, loss))
+            for ax, img in zip((top[j], bottom[j]), cell or (None, None)):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if img is None:
+                    ax.axis("off")
+                else:
+                    ax.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if loss is None:
+                r = rows["MNIST test digits"]
+            elif cell is None:
+                top[j].text(0.5, 0.5, "no released model" if src == "released" else "not shipped", ha="center", va="center", fontsize=10, color="0.5", transform=top[j].transAxes)
+                continue
+            else:
+                r = rows[f"{src} {loss}"]
+            bottom[j].set_xlabel(f"LPC-SI {r['lpc_si_samples']:.3f}\ndeficit {r['spectral_deficit_db']:+.1f} dB", fontsize=10)
+        top[0].set_ylabel(f"{src}:\ntest inputs /\nreconstructions", fontsize=10)
+        bottom[0].set_ylabel(f"{src}:\ntest digits /\nprior samples", fontsize=10)
+    axes[0, 0].set_title("MNIST test digits", fontsize=10)
+    for j, loss in enumerate(losses, start=1):
+        axes[0, j].set_title(_LABEL.get(loss, loss), fontsize=10)
     fig.tight_layout()
     FIGURES.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURES / "vae_models.png", dpi=100)
     plt.close(fig)
+
+
+# Column titles that fit 2.5 inches.
+_LABEL = {"ours": "ours\n(paper-code preset)", "ffl": "l2 + focal\nfrequency loss", "lpl": "lpl: ssim +\nLocalPhaseLoss()",
+          "l2-released": "l2, released\nsettings"}
 
 
 if __name__ == "__main__":
