@@ -47,3 +47,22 @@ def test_welch_interval_matches_scipy():
     assert got["lo"] == pytest.approx(ci.low, rel=1e-9) and got["hi"] == pytest.approx(ci.high, rel=1e-9)
     assert got["exceeds_spread"] is False and got["n"] == [3, 3]
     assert welch([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])["exceeds_spread"] is True
+
+
+def test_ablation_rows_are_compared_with_ssim_alone_and_the_default():
+    def run(psnr):
+        return {"complete": True, "metrics": {"psnr_sampled": psnr, "ssim_sampled": 0.47, "lpc_si_samples": 0.87,
+                                              "spectral_deficit_samples_db": 7.0 + psnr / 100}}
+
+    runs = {f"short-ssim-s{s}": run(11.75 + 0.01 * s) for s in range(3)}
+    runs.update({f"short-lpl-s{s}": run(11.80 - 0.01 * s) for s in range(3)})
+    runs.update({f"abl-wide-s{s}": run(12.50 + 0.01 * s) for s in range(3)})
+    runs["abl-one-s0"] = run(11.0)
+    runs["abl-unfinished-s0"] = {"complete": False}
+    lines = table1._ablation_section({"runs": runs})
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and not line.startswith("| variant")}
+    assert list(rows) == ["ssim", "lpl", "one", "wide"]
+    assert "vs SSIM: +0.750" in rows["wide"] and "**yes**" in rows["wide"]
+    assert rows["wide"].split(" | ")[-1].startswith("+0.720 [") and rows["wide"].endswith("**yes** |")  # vs lpl
+    assert "needs 2+ seeds" in rows["one"] and "vs SSIM" not in rows["one"]
+    assert table1._ablation_section({"runs": {"short-ssim-s0": run(1.0)}}) == []
