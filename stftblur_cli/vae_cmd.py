@@ -396,4 +396,37 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
                f"reconstructions {deficits['reconstructions']:+.2f} dB")
 
 
-COMMANDS = [train_vae_cmd, sample_cmd, eval_vae_cmd, demo_cmd]
+# --------------------------------------------------------------------------- models
+
+
+@command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print every card's numbers as JSON instead of a table.")
+def models_cmd(as_json: bool) -> None:
+    """List the trained models shipped in models/ with their model cards' test-set numbers.
+
+    Each name works as --checkpoint of sample and eval-vae, and as load_vae(name) in Python.
+    PSNR/SSIM are the whole MNIST test set's in the paper's convention (sampled z, raw output);
+    LPC-SI and the spectral deficit are those of 10,000 prior samples.
+    """
+    from stftblur.models import models_dir, shipped_cards
+
+    cards = shipped_cards()
+    if as_json:
+        click.echo(json.dumps(cards, indent=1))
+        return
+    if not cards:
+        click.echo("no shipped models: set STFTBLUR_MODELS to a folder of <name>/model.safetensors, "
+                   "or run from a source checkout that has models/")
+        return
+    click.echo(f"shipped models in {models_dir()}")
+    click.echo(f"{'name':<14} {'loss':<10} {'PSNR / SSIM':>14} {'LPC-SI':>7} {'deficit dB':>10} {'KL nats':>8}  card")
+    for name, card in cards.items():
+        t = card.get("test_set", {})
+        psnr_ssim = f"{t['psnr_sampled']:.2f} / {t['ssim_sampled']:.3f}" if "psnr_sampled" in t else "-"
+        number = lambda key, fmt: format(t[key], fmt) if key in t else "-"  # noqa: E731
+        click.echo(f"{name:<14} {card.get('loss', '-'):<10} {psnr_ssim:>14} {number('lpc_si_samples', '.3f'):>7} "
+                   f"{number('spectral_deficit_samples_db', '+.2f'):>10} {number('kl_test_nats', '.1f'):>8}  "
+                   f"{name}/README.md")
+
+
+COMMANDS = [train_vae_cmd, sample_cmd, eval_vae_cmd, demo_cmd, models_cmd]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from stftblur.data import load_dataset
-from stftblur.models import CheckpointError, create_vae, load_vae, save_vae, shipped_models
+from stftblur.models import CheckpointError, create_vae, load_vae, save_vae, shipped_cards, shipped_models
 from stftblur.training import evaluate_reconstructions
 from stftblur_cli.main import cli
 
@@ -44,6 +44,34 @@ def test_cli_sample_takes_a_shipped_name(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(list((tmp_path / "s").rglob("*.png"))) >= 4
     bad = CliRunner().invoke(cli, ["sample", "--checkpoint", "nope", "--n", "4", "--out", str(tmp_path / "t")])
     assert bad.exit_code == 2 and "shipped" in bad.output
+
+
+def test_models_command_lists_every_shipped_model_with_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zoo = tmp_path / "zoo"
+    for name in ("dft-ssim", "nocard"):
+        (zoo / name).mkdir(parents=True)
+        save_vae(create_vae(), zoo / name / "model.safetensors")
+    (zoo / "empty").mkdir()  # no weights: not a model
+    card = {"loss": "dft+ssim", "test_set": {"psnr_sampled": 11.9012, "ssim_sampled": 0.48412, "lpc_si_samples": 0.8723,
+                                             "spectral_deficit_samples_db": 6.551, "kl_test_nats": 19.06}}
+    (zoo / "dft-ssim" / "card.json").write_text(json.dumps(card))
+    monkeypatch.setenv("STFTBLUR_MODELS", str(zoo))
+    assert shipped_cards() == {"dft-ssim": card, "nocard": {}}
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[2:]}
+    assert rows["dft-ssim"][1:] == ["dft+ssim", "11.90", "/", "0.484", "0.872", "+6.55", "19.1", "dft-ssim/README.md"]
+    assert rows["nocard"][1:5] == ["-", "-", "-", "-"]
+    assert json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)["dft-ssim"] == card
+    monkeypatch.setenv("STFTBLUR_MODELS", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0 and result.output.startswith("no shipped models")
+
+
+def test_every_shipped_model_has_a_card_with_its_numbers() -> None:
+    for name, card in shipped_cards().items():
+        assert card["loss"] and card["command"].startswith("stftblur train-vae"), name
+        assert {"psnr_sampled", "ssim_sampled", "lpc_si_samples", "kl_test_nats"} <= set(card["test_set"]), name
 
 
 @pytest.mark.parametrize("weights", SHIPPED, ids=[p.parent.name for p in SHIPPED])

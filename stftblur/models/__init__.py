@@ -12,7 +12,7 @@ from stftblur.models.vae import (
     resolve_checkpoint,
     save_vae,
 )
-from stftblur.models.shipped import models_dir, shipped_checkpoint, shipped_models
+from stftblur.models.shipped import models_dir, shipped_cards, shipped_checkpoint, shipped_models
 
 __all__ = [
     "VAE",
@@ -26,6 +26,7 @@ __all__ = [
     "resolve_checkpoint",
     "save_vae",
     "models_dir",
+    "shipped_cards",
     "shipped_checkpoint",
     "shipped_models",
 ]

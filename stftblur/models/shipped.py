@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
-__all__ = ["models_dir", "shipped_models", "shipped_checkpoint"]
+__all__ = ["models_dir", "shipped_models", "shipped_checkpoint", "shipped_cards"]
 
 
 def models_dir() -> Optional[Path]:
@@ -59,3 +60,26 @@ def shipped_checkpoint(name: str) -> Optional[Path]:
         True
     """
     return shipped_models().get(_slug(str(name)))
+
+
+def shipped_cards() -> Dict[str, Dict[str, Any]]:
+    """Name -> the numbers of every shipped model's card (``card.json``), for listing and comparing.
+
+    Convention:
+        A card holds at least ``loss`` and ``command`` (how the model was trained) and
+        ``test_set``: the whole MNIST test set measured as ``evals/table1.py`` measures every
+        Table 1 row (``psnr_sampled`` / ``ssim_sampled``: sampled z, raw output, the paper's
+        convention; ``psnr_mean_clamped`` / ``ssim_mean_clamped``; ``lpc_si_samples`` and
+        ``spectral_deficit_samples_db`` of prior samples; ``kl_test_nats``). The human-readable
+        card is ``README.md`` beside it. A model without ``card.json`` maps to ``{}``.
+
+    Examples:
+        >>> cards = shipped_cards()
+        >>> sorted(cards) == sorted(shipped_models())
+        True
+    """
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, weights in shipped_models().items():
+        card = weights.parent / "card.json"
+        out[name] = json.loads(card.read_text()) if card.is_file() else {}
+    return out
