@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
-from table1 import AUTHOR, AUTHOR_FILES, LOSS_ORDER  # noqa: E402
+from table1 import AUTHOR, AUTHOR_FILES, LOSS_ORDER, RELEASED_AS  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
@@ -111,7 +111,9 @@ def draw(grids, rows, inputs, real) -> None:
             if loss is None:
                 r = rows["MNIST test digits"]
             elif cell is None:
-                top[j].text(0.5, 0.5, "no released model" if src == "released" else "not shipped", ha="center", va="center", fontsize=10, color="0.5", transform=top[j].transAxes)
+                note = "not shipped" if src == "stftblur" else (f"compare with\nreleased {RELEASED_AS[loss]}" if loss in RELEASED_AS
+                                                           else "no released model")
+                top[j].text(0.5, 0.5, note, ha="center", va="center", fontsize=10, color="0.5", transform=top[j].transAxes)
                 continue
             else:
                 r = rows[f"{src} {loss}"]
