@@ -31,7 +31,7 @@ from table1 import AUTHOR, AUTHOR_FILES, LOSS_ORDER, RELEASED_AS  # noqa: E402
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
 from stftblur.metrics.spectral import plot_spectra  # noqa: E402
-from stftblur.models import load_author_checkpoint, load_vae, shipped_models  # noqa: E402
+from stftblur.models import load_author_checkpoint, load_vae, shipped_cards  # noqa: E402
 from stftblur.training.evaluation import sample_prior  # noqa: E402
 from stftblur.io import make_grid  # noqa: E402
 
@@ -45,8 +45,8 @@ def models() -> Dict[Tuple[str, str], torch.nn.Module]:
     for loss, fname in AUTHOR_FILES.items():
         if (AUTHOR / fname).exists():
             out["released", loss] = load_author_checkpoint(AUTHOR / fname)
-    for name in shipped_models():
-        out["stftblur", name.replace("dft-ssim", "dft+ssim")] = load_vae(name)
+    for name, card in shipped_cards().items():  # the card names the loss (folder dft-ssim: loss dft+ssim)
+        out["stftblur", card.get("loss", name)] = load_vae(name)
     return out
 
 
