@@ -345,6 +345,8 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
     for name in ["ssim", "lpl"] + abl:
         g = {"ssim": ssim_runs, "lpl": lpl_runs}.get(name) or group(f"abl-{name}-s")
         n = len(g["psnr_sampled"])
+        if n == 0:  # a reference row whose runs have not finished yet
+            continue
         cells = []
         for k, nd in zip(COMPARED, DIGITS):
             cell = f"{statistics.fmean(g[k]):.{nd}f}" + (f" ± {statistics.stdev(g[k]):.{nd}f}" if n > 1 else "")
