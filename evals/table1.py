@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -327,7 +328,9 @@ def write_report(res: Dict[str, Any]) -> None:
 def _ablation_section(res: Dict[str, Any]) -> List[str]:
     """The loss-design study in the VAE: every variant against SSIM alone and the project default."""
     def group(prefix: str) -> Dict[str, List[float]]:
-        runs = [r["metrics"] for n, r in res["runs"].items() if n.startswith(prefix) and r.get("complete")]
+        # the seeds of exactly this row: "short-ssim-s0" but not "short-ssim-released-s0"
+        runs = [r["metrics"] for n, r in res["runs"].items()
+                if re.fullmatch(re.escape(prefix) + r"\d+", n) and r.get("complete")]
         return {k: [m[k] for m in runs] for k in COMPARED}
 
     abl = sorted({n[len("abl-"):].rsplit("-s", 1)[0] for n, r in res["runs"].items() if n.startswith("abl-") and r.get("complete")})
@@ -341,7 +344,7 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
              "column is the PSNR difference from `lpl`, what the option changes.", "",
              "| variant | seeds | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB | PSNR - lpl |",
              "|---|---|---|---|---|---|---|"]
-    ssim_runs, lpl_runs = group("short-ssim-"), group("short-lpl-")
+    ssim_runs, lpl_runs = group("short-ssim-s"), group("short-lpl-s")
     for name in ["ssim", "lpl"] + abl:
         g = {"ssim": ssim_runs, "lpl": lpl_runs}.get(name) or group(f"abl-{name}-s")
         n = len(g["psnr_sampled"])

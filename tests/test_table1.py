@@ -57,11 +57,13 @@ def test_ablation_rows_are_compared_with_ssim_alone_and_the_default():
     runs = {f"short-ssim-s{s}": run(11.75 + 0.01 * s) for s in range(3)}
     runs.update({f"short-lpl-s{s}": run(11.80 - 0.01 * s) for s in range(3)})
     runs.update({f"abl-wide-s{s}": run(12.50 + 0.01 * s) for s in range(3)})
+    runs.update({f"short-ssim-released-s{s}": run(20.0) for s in range(3)})  # another row, not SSIM alone
     runs["abl-one-s0"] = run(11.0)
     runs["abl-unfinished-s0"] = {"complete": False}
     lines = table1._ablation_section({"runs": runs})
     rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and not line.startswith("| variant")}
     assert list(rows) == ["ssim", "lpl", "one", "wide"]
+    assert rows["ssim"].startswith("| ssim | 3 | 11.760 ± 0.010 |")
     assert "vs SSIM: +0.750" in rows["wide"] and "**yes**" in rows["wide"]
     assert rows["wide"].split(" | ")[-1].startswith("+0.720 [") and rows["wide"].endswith("**yes** |")  # vs lpl
     assert "needs 2+ seeds" in rows["one"] and "vs SSIM" not in rows["one"]
