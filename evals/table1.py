@@ -345,16 +345,24 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
              "| variant | seeds | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB | PSNR - lpl |",
              "|---|---|---|---|---|---|---|"]
     ssim_runs, lpl_runs = group("short-ssim-s"), group("short-lpl-s")
-    for name in ["ssim", "lpl"] + abl:
-        g = {"ssim": ssim_runs, "lpl": lpl_runs}.get(name) or group(f"abl-{name}-s")
+    groups = {"ssim": ssim_runs, "lpl": lpl_runs, **{name: group(f"abl-{name}-s") for name in abl}}
+    groups = {name: g for name, g in groups.items() if g["psnr_sampled"]}  # a reference row may not have finished
+    # every vs-SSIM interval of the table is one comparison of a family; Bonferroni over all of them
+    family = len(COMPARED) * sum(1 for name, g in groups.items()
+                                 if name != "ssim" and len(g["psnr_sampled"]) > 1 and len(ssim_runs["psnr_sampled"]) > 1)
+    if family:
+        lines.insert(-3, f"With {family} such comparisons, about {0.05 * family:.1f} would exclude 0 by chance alone: a **yes** is"
+                         f" marked *holds* where its Bonferroni interval (level 1 - 0.05/{family}) excludes 0 too.")
+    for name, g in groups.items():
         n = len(g["psnr_sampled"])
-        if n == 0:  # a reference row whose runs have not finished yet
-            continue
         cells = []
         for k, nd in zip(COMPARED, DIGITS):
             cell = f"{statistics.fmean(g[k]):.{nd}f}" + (f" ± {statistics.stdev(g[k]):.{nd}f}" if n > 1 else "")
             if name != "ssim" and n > 1 and len(ssim_runs[k]) > 1:
-                cell += "<br>vs SSIM: " + _welch_cell(welch(g[k], ssim_runs[k]), nd)
+                w = welch(g[k], ssim_runs[k])
+                cell += "<br>vs SSIM: " + _welch_cell(w, nd)
+                if w["exceeds_spread"]:
+                    cell += ", *holds*" if welch(g[k], ssim_runs[k], level=1 - 0.05 / family)["exceeds_spread"] else ", not after Bonferroni"
             cells.append(cell)
         if name in ("ssim", "lpl"):
             cells.append("")

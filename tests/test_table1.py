@@ -47,6 +47,11 @@ def test_welch_interval_matches_scipy():
     assert got["lo"] == pytest.approx(ci.low, rel=1e-9) and got["hi"] == pytest.approx(ci.high, rel=1e-9)
     assert got["exceeds_spread"] is False and got["n"] == [3, 3]
     assert welch([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])["exceeds_spread"] is True
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 0.05 / 32)  # Bonferroni over 32
+    got = welch(a, b, level=1 - 0.05 / 32)
+    assert got["lo"] == pytest.approx(ci.low, rel=1e-9) and got["hi"] == pytest.approx(ci.high, rel=1e-9)
+    with pytest.raises(ValueError, match="level"):
+        welch(a, b, level=95)
 
 
 def test_ablation_rows_are_compared_with_ssim_alone_and_the_default():
@@ -67,6 +72,9 @@ def test_ablation_rows_are_compared_with_ssim_alone_and_the_default():
     assert "vs SSIM: +0.750" in rows["wide"] and "**yes**" in rows["wide"]
     assert rows["wide"].split(" | ")[-1].startswith("+0.720 [") and rows["wide"].endswith("**yes** |")  # vs lpl
     assert "needs 2+ seeds" in rows["one"] and "vs SSIM" not in rows["one"]
+    # lpl and wide are compared with SSIM on 4 metrics each: a family of 8; +0.75 dB survives Bonferroni
+    assert any("With 8 such comparisons" in line for line in lines)
+    assert "**yes**, *holds*" in rows["wide"]
     assert table1._ablation_section({"runs": {"short-ssim-s0": run(1.0)}}) == []
     # a reference row with no finished run yet is left out, not an error
     partial = {n: r for n, r in runs.items() if not n.startswith("short-lpl-")}
