@@ -130,7 +130,10 @@ def test_a_run_written_before_the_restructure_resumes_exactly(tmp_path: Path, mo
     """tests/data/resume_v0 was written by the code before the training loop was split
     (tests/data/make_resume_fixture.py): a run stopped at step 5 of 8, and the same run trained
     without interruption. Resuming the stopped run now must give the uninterrupted run's weights
-    and records bit for bit."""
+    and records. Bit for bit holds only on the machine that wrote them (PyTorch's CPU FFT and
+    reductions round differently on other CPUs: MKL on an AVX-512 AMD EPYC differs by ~1 ulp), so
+    here they must agree to float32 rounding; bit-identical resume on one machine is
+    test_vae_train.py::test_resume_after_sigkill_equals_uninterrupted."""
     from stftblur.training import load_run_config, train_vae
 
     written = json.loads((FIXTURE / "README.json").read_text())
@@ -151,10 +154,18 @@ def test_a_run_written_before_the_restructure_resumes_exactly(tmp_path: Path, mo
     expected, got = load_file(str(FIXTURE / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert expected.keys() == got.keys()
     for k in expected:
-        assert torch.equal(expected[k], got[k]), k
-    assert _records(out) == _records(FIXTURE / "full")
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-5, atol=1e-7, msg=k)
+    got_records, expected_records = _records(out), _records(FIXTURE / "full")
+    assert len(got_records) == len(expected_records)
+    for got_r, expected_r in zip(got_records, expected_records):
+        assert got_r.keys() == expected_r.keys()
+        for key, value in expected_r.items():
+            if isinstance(value, float):
+                assert got_r[key] == pytest.approx(value, rel=1e-6), key
+            else:
+                assert got_r[key] == value, key
     full_summary = json.loads((FIXTURE / "full" / "summary.json").read_text())
-    assert json.loads((out / "summary.json").read_text())["metrics"] == full_summary["metrics"]
+    assert json.loads((out / "summary.json").read_text())["metrics"] == pytest.approx(full_summary["metrics"], rel=1e-6)
 
 
 def test_the_reproduction_checkpoints_restore_unchanged() -> None:
