@@ -63,7 +63,12 @@ ABLATIONS: Dict[str, List[str]] = {
     "w8s2": ["--window-size", "8", "--stride", "2"],   # window size (default 16, stride 4)
     "w28s4": ["--window-size", "28", "--stride", "4"],
     "cosine": ["--phase-distance", "cosine"],           # phase distance (default wrapped)
-    "product": ["--frequency-weighting", "product"],    # frequency weighting (default linear)
+    "product": ["--frequency-weighting", "product"],    # frequency weighting (default linear) ...
+}
+# Added once the first eight had run (the issue also names normalisation): queued after them.
+MORE_ABLATIONS: Dict[str, List[str]] = {
+    "fwnone": ["--frequency-weighting", "none"],        # ... or none: every frequency alike
+    "unnorm": ["--no-normalized"],                      # amplitudes summed over the window
 }
 
 
@@ -96,9 +101,10 @@ def queue() -> List[Dict[str, object]]:
         for loss in ("ssim-released", "ours-released"):
             add(f"short-{loss}-s{seed}", LOSSES[loss], 10, seed)
     # 4. The loss-design study, seed-major so that every variant has a seed before any has three.
-    for seed in (0, 1, 2):
-        for name, extra in ABLATIONS.items():
-            add(f"abl-{name}-s{seed}", LOSSES["lpl"] + extra, 10, seed)
+    for variants in (ABLATIONS, MORE_ABLATIONS):
+        for seed in (0, 1, 2):
+            for name, extra in variants.items():
+                add(f"abl-{name}-s{seed}", LOSSES["lpl"] + extra, 10, seed)
     return runs
 
 

@@ -12,7 +12,7 @@ photographs (camera, clock, coins, text; 12 fixed 96x96 crops each) are restored
 8 bits and scored with PSNR, SSIM (scikit-image convention) and LPC-SI.
 
 A configuration is ``l1`` or ``l1+<aux>@<ratio>``: L1 plus an auxiliary term (see
-``evals/deblur/objectives.py``: ``lpl``, ``lpl-lam<L>``, ``prod``, ``complex``, ``mr-<...>``,
+``evals/deblur/objectives.py``: ``lpl``, ``lpl-lam<L>``, ``lpl-eps<E>``, ``lpl-fw<W>``, ``lpl-unnorm``, ``prod``, ``complex``, ``mr-<...>``,
 ``ssim``, ``ffl``) whose weight makes it ``ratio`` times L1 for the untrained network (the
 identity), measured on 64 degraded training crops.
 
@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("psnr", "ssim", "lpc_si")
 #: The loss-design study (docs/loss-design.md): ``--configs study`` runs these, seed by seed.
 STUDY = ("l1", "l1+lpl@1", "l1+ssim@1", "l1+prod@1", "l1+lpl@0.1", "l1+mr-prod@1", "l1+complex@1", "l1+ffl@1",
-         "l1+lpl@10", "l1+lpl-lam1@1", "l1+mr-lpl@1", "l1+lpl-eps0.001@1", "l1+lpl-eps0.01@1")
+         "l1+lpl@10", "l1+lpl-lam1@1", "l1+mr-lpl@1", "l1+lpl-eps0.001@1", "l1+lpl-eps0.01@1",
+         "l1+lpl-fwnone@1", "l1+lpl-unnorm@1")
 FIGURE_IMAGES = ("camera_0", "clock_3", "coins_1", "text_2")
 
 

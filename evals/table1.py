@@ -337,7 +337,7 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
     if not abl:
         return []
     lines = ["", "## Loss-design study in the VAE (short protocol, variants of the project's configuration)", "",
-             "Each variant changes one option of `--loss ours --preset default` (`lpl`; see ABLATIONS in",
+             "Each variant changes one option of `--loss ours --preset default` (`lpl`; see ABLATIONS and MORE_ABLATIONS in",
              "`evals/reproduce.py`). The question (docs/loss-design.md) is whether a variant beats SSIM alone",
              "by more than the seed spread: each metric's cell is the variant's mean ± std over seeds, then its",
              "difference from SSIM alone with a 95% Welch interval (**yes** where it excludes 0); the last",

@@ -75,7 +75,8 @@ def test_prod_variant_is_the_phase_part_of_the_complex_distance():
     assert stft_variant("complex")(o, t).item() == pytest.approx(np.mean(w * np.abs(fo - ft)), rel=1e-9)
 
 
-@pytest.mark.parametrize("name", ["prod", "complex", "mr-prod", "mr-lpl", "lpl-lam1", "lpl-eps0.01"])
+@pytest.mark.parametrize("name", ["prod", "complex", "mr-prod", "mr-lpl", "lpl-lam1", "lpl-eps0.01",
+                                  "lpl-fwnone", "lpl-unnorm"])
 def test_variants_have_finite_gradients_on_zero_patches_and_pass_gradcheck(name):
     term = make_term(name)
     x = torch.zeros(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)

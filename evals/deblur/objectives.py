@@ -12,7 +12,10 @@ at the highest frequency). With ``A`` the amplitudes and ``dphi`` the phase diff
 - ``lpl``: ``LocalPhaseLoss(**options)``: mean W (lambda |dphi| + |A_o - A_t|), lambda = 3;
   ``lpl-lam<L>`` with lambda = L; ``lpl-eps<E>`` with ``eps=E``: the same value, but the phase
   gradient iF/max(|F|^2, E^2) tapers below amplitude E instead of 1e-4, so that the weak
-  coefficients, whose phase the blur has randomised, pull less.
+  coefficients, whose phase the blur has randomised, pull less; ``lpl-fw<W>`` with
+  ``frequency_weighting=W`` (``none``: every frequency counts alike; ``product``: u*v);
+  ``lpl-unnorm`` with ``normalized=False`` (amplitudes summed over the window, not averaged: the
+  amplitude part weighs window-sum times more against the phase part).
 - ``prod``: mean W (|A_o - A_t| + lambda A_o A_t (1 - cos dphi) / mean(A_t)): the phase part of
   ``|F_o - F_t|^2 = (A_o - A_t)^2 + 2 A_o A_t (1 - cos dphi)``, so a coefficient's phase counts
   in proportion to the amplitude it carries; divided by the image's mean target amplitude
@@ -64,7 +67,8 @@ def multi_resolution(make: Callable[[int, int], Term]) -> Term:
 
 
 def make_term(name: str) -> Term:
-    """The auxiliary term called ``name``: ssim, ffl, lpl, lpl-lam<L>, lpl-eps<E>, prod, complex, mr-<...>."""
+    """The auxiliary term called ``name``: ssim, ffl, lpl, lpl-lam<L>, lpl-eps<E>, lpl-fw<W>, lpl-unnorm,
+    prod, complex, mr-<...>."""
     if name == "ssim":
         return stftblur.SSIMLoss()
     if name == "ffl":
@@ -82,6 +86,10 @@ def make_term(name: str) -> Term:
         return stftblur.LocalPhaseLoss(phase_weight=float(name[len("lpl-lam"):]))
     if name.startswith("lpl-eps"):  # where the phase gradient starts to taper (default 1e-4)
         return stftblur.LocalPhaseLoss(eps=float(name[len("lpl-eps"):]))
+    if name.startswith("lpl-fw"):  # the frequency weighting (default linear)
+        return stftblur.LocalPhaseLoss(frequency_weighting=name[len("lpl-fw"):])
+    if name == "lpl-unnorm":  # amplitudes summed over the window (default: divided by its sum)
+        return stftblur.LocalPhaseLoss(normalized=False)
     if name in ("prod", "complex"):
         return stft_variant(name)
     raise ValueError(f"unknown auxiliary term {name!r}")
