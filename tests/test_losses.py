@@ -244,6 +244,16 @@ def test_gradcheck_windows_global_mode_and_zero_patches(window):
     assert torch.autograd.gradcheck(lambda a: fourier_loss(a, y), (x,), fast_mode=True)
 
 
+@pytest.mark.parametrize("options", [dict(normalized=False), dict(frequency_weighting="none")])
+def test_gradcheck_zero_patches_study_variants(options):
+    """The loss-design study's variants (docs/loss-design.md) are differentiable with finite
+    gradients where a patch is zero in both images, and gradcheck passes through it."""
+    x, y = _zero_patch_pair()
+    (g,) = torch.autograd.grad(local_phase_loss(x, y, window_size=6, stride=6, **options), x)
+    assert torch.isfinite(g).all() and torch.equal(g[..., :6, :6], torch.zeros_like(g[..., :6, :6]))
+    assert torch.autograd.gradcheck(lambda a: local_phase_loss(a, y, window_size=6, stride=6, **options), (x,))
+
+
 @pytest.mark.parametrize("window", ["hann", None])
 def test_gradcheck_zero_patches_cosine(window):
     # Like "wrapped", "cosine" is 0 wherever either coefficient is 0: continuous at a zero patch.
