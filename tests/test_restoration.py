@@ -124,3 +124,28 @@ def test_runner_end_to_end(tmp_path, monkeypatch):
     assert runner.main(args) == 0
     with pytest.raises(SystemExit):
         runner.main(args[:-2] + ["--lr", "0.5"])
+
+
+def test_confirmation_uses_only_the_fresh_seeds():
+    """The confirmation compares the CONFIRMATION configurations with L1 on CONFIRMATION_SEEDS
+    alone: the seeds the candidates were picked on do not enter it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evals_restoration", ROOT / "evals" / "restoration.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    fresh = runner.CONFIRMATION_SEEDS
+    base, cand = runner.CONFIRMATION[0], runner.CONFIRMATION[1]
+
+    def runs(offset_old, offset_new):
+        old = [{"seed": s, "psnr": 30.0 + offset_old + 0.01 * s, "ssim": 0.8, "lpc_si": 0.7 + 0.001 * s} for s in (0, 1, 2)]
+        new = [{"seed": s, "psnr": 30.0 + offset_new + 0.01 * s, "ssim": 0.8 + 0.001 * s, "lpc_si": 0.7} for s in fresh]
+        return {"per_seed": old + new}
+
+    results = {"blurry": {}, base: runs(0.0, 0.0), cand: runs(5.0, 0.5)}  # old seeds far ahead
+    conf = runner.confirmation(results)
+    assert list(conf) == [cand] and conf[cand]["seeds"] == list(fresh)
+    assert conf[cand]["psnr"]["diff"] == pytest.approx(0.5) and conf[cand]["psnr"]["n"] == [len(fresh), len(fresh)]
+    assert conf[cand]["psnr"]["exceeds_spread"]
+    assert "| " + cand + " |" in runner.confirmation_section(results)
+    assert "(not run yet)" in runner.confirmation_section({"blurry": {}, base: runs(0, 0)})
