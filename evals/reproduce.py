@@ -112,6 +112,11 @@ def queue() -> List[Dict[str, object]]:
         for seed in (0, 1, 2):
             for name, extra in variants.items():
                 add(f"abl-{name}-s{seed}", LOSSES["lpl"] + extra, 10, seed)
+    # 5. The confirmation of the study's best variant on fresh seeds (see CONFIRM_VARIANT).
+    if CONFIRM_VARIANT:
+        for seed in CONFIRMATION_SEEDS:
+            add(f"conf-ssim-s{seed}", LOSSES["ssim"], 10, seed)
+            add(f"conf-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
     return runs
 
 

@@ -81,3 +81,20 @@ def test_ablation_rows_are_compared_with_ssim_alone_and_the_default():
     rows = [line for line in table1._ablation_section({"runs": partial}) if line.startswith("| ") and "variant" not in line]
     assert [line.split(" | ")[0][2:] for line in rows] == ["ssim", "one", "wide"]
     assert rows[-1].endswith("needs 2+ seeds |")
+
+
+def test_confirmation_compares_only_the_fresh_seed_runs():
+    def run(loss, seed, psnr):
+        return {"complete": True, "loss": loss, "seed": str(seed),
+                "metrics": {"psnr_sampled": psnr, "ssim_sampled": 0.47, "lpc_si_samples": 0.87 + seed / 1000,
+                            "spectral_deficit_samples_db": 7.0 + seed / 100}}
+
+    runs = {f"short-ssim-s{s}": run("ssim", s, 0.0) for s in range(3)}  # not fresh: left out
+    runs.update({f"abl-wide-s{s}": run("wide", s, 50.0) for s in range(3)})
+    assert table1._confirmation_section({"runs": runs}) == []
+    runs.update({f"conf-ssim-s{s}": run("ssim", s, 11.75 + 0.01 * s) for s in (3, 4, 5)})
+    runs.update({f"conf-wide-s{s}": run("wide", s, 11.85 + 0.02 * s) for s in (3, 4, 5)})
+    runs["conf-wide-s6"] = {"complete": False}
+    lines = table1._confirmation_section({"runs": runs})
+    (row,) = [line for line in lines if line.startswith("| wide")]
+    assert row.startswith("| wide | 3 (3) | +0.140 [") and "**yes**" in row.split(" | ")[2]
