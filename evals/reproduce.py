@@ -108,15 +108,20 @@ def queue() -> List[Dict[str, object]]:
         for loss in ("ssim-released", "ours-released"):
             add(f"short-{loss}-s{seed}", LOSSES[loss], 10, seed)
     # 4. The loss-design study, seed-major so that every variant has a seed before any has three.
-    for variants in (ABLATIONS, MORE_ABLATIONS):
+    def study(variants: Dict[str, List[str]]) -> None:
         for seed in (0, 1, 2):
             for name, extra in variants.items():
                 add(f"abl-{name}-s{seed}", LOSSES["lpl"] + extra, 10, seed)
-    # 5. The confirmation of the study's best variant on fresh seeds (see CONFIRM_VARIANT).
-    if CONFIRM_VARIANT:
-        for seed in CONFIRMATION_SEEDS:
-            add(f"conf-ssim-s{seed}", LOSSES["ssim"], 10, seed)
+
+    study(ABLATIONS)
+    # 5. The confirmation of the study's best variant on fresh seeds (see CONFIRM_VARIANT): SSIM
+    #    alone's fresh seeds do not depend on which variant it is.
+    for seed in CONFIRMATION_SEEDS:
+        add(f"conf-ssim-s{seed}", LOSSES["ssim"], 10, seed)
+        if CONFIRM_VARIANT:
             add(f"conf-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
+    # 6. The variants added later.
+    study(MORE_ABLATIONS)
     return runs
 
 
