@@ -3,6 +3,7 @@
     python evals/bench_loss.py [--device cpu|cuda] [--rounds N] [--out evals/results/bench_loss.json]
     python evals/bench_loss.py --thread-sweep    # where one thread beats the default count
     python evals/bench_loss.py --reference-path  # also time the pure-PyTorch path (no compiler)
+    python evals/bench_loss.py --study           # the loss-design study's variants against LocalPhaseLoss()
 
 All losses are timed in one process, interleaved round by round (A, B, C, D, A, B, ...), so a
 change in machine load hits all of them alike; the median of the rounds is reported, and its
@@ -14,6 +15,10 @@ over problem sizes from 10^4 to 10^7 coefficients, to place that threshold. Peak
 the CPU the rise of the resident set's high-water mark (VmHWM, reset through
 /proc/self/clear_refs) over the resident set before one forward + backward, the first in that
 process; on CUDA the rise of torch.cuda.max_memory_allocated during a second one.
+``--study`` times the variants of the loss-design study (docs/loss-design.md; the VAE's options
+of evals/reproduce.py and the restoration benchmark's terms of evals/deblur/objectives.py), each
+as a ratio to LocalPhaseLoss() in the same interleaved rounds, at the VAE's batch (50x1x28x28)
+and the restoration benchmark's (16x1x48x48).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -69,6 +74,29 @@ def make_losses(reference_path: bool = False) -> Dict[str, Callable[[torch.Tenso
     if reference_path:
         losses["LocalPhaseLoss() [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss())
         losses["LocalPhaseLoss(paper-code) [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss.from_preset("paper-code"))
+    return losses
+
+
+STUDY_SHAPES = [(50, 1, 28, 28), (16, 1, 48, 48)]
+
+
+def study_losses(size: int) -> Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """LocalPhaseLoss() and each variant of the loss-design study, by the name the study uses;
+    the multi-resolution ones (windows up to 32) only for images of ``size`` 32 or more."""
+    from deblur.objectives import make_term
+
+    from stftblur import LocalPhaseLoss
+
+    options = {
+        "lambda1": dict(phase_weight=1.0), "lambda9": dict(phase_weight=9.0),
+        "w8s2": dict(window_size=8, stride=2), "w28s4": dict(window_size=28, stride=4),
+        "cosine": dict(phase_distance="cosine"), "product": dict(frequency_weighting="product"),
+        "fwnone": dict(frequency_weighting="none"), "unnorm": dict(normalized=False),
+        "eps0.01": dict(eps=1e-2),
+    }
+    losses: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"LocalPhaseLoss()": LocalPhaseLoss()}
+    losses.update({name: LocalPhaseLoss(**kw) for name, kw in options.items()})
+    losses.update({name: make_term(name) for name in ("prod", "complex") + (("mr-lpl", "mr-prod") if size >= 32 else ())})
     return losses
 
 
@@ -123,8 +151,9 @@ def _step(loss, x: torch.Tensor, y: torch.Tensor) -> None:
     loss(x, y).backward()
 
 
-def time_all(shape, device: str, rounds: int, warmup: int = 3, reference_path: bool = False) -> Dict[str, float]:
-    losses = make_losses(reference_path)
+def time_all(shape, device: str, rounds: int, warmup: int = 3, reference_path: bool = False,
+             losses: Optional[Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = None) -> Dict[str, float]:
+    losses = make_losses(reference_path) if losses is None else losses
     gen = torch.Generator().manual_seed(0)
     y = torch.rand(shape, generator=gen).to(device)
     x = torch.rand(shape, generator=gen).to(device).requires_grad_()
@@ -189,6 +218,7 @@ def main() -> None:
                     help="also time LocalPhaseLoss on its pure-PyTorch path (no compiled kernels)")
     ap.add_argument("--thread-sweep", action="store_true",
                     help="only time LocalPhaseLoss with and without the single-thread guard over problem sizes")
+    ap.add_argument("--study", action="store_true", help="time the loss-design study's variants")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -201,6 +231,23 @@ def main() -> None:
         out = Path(args.out or "evals/results/bench_loss_threads.json")
         results = {"machine": describe(args.device), "command": " ".join(["python"] + sys.argv),
                    "sweep": thread_sweep(args.rounds or 15)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nwrote {out}")
+        return
+    if args.study:
+        out = Path(args.out or "evals/results/bench_loss_study.json")
+        results = {"machine": describe(args.device), "command": " ".join(["python"] + sys.argv), "shapes": {}}
+        for shape in STUDY_SHAPES:
+            key = "x".join(map(str, shape))
+            rounds = args.rounds or 40
+            ms = time_all(shape, args.device, rounds, losses=study_losses(min(shape[-2:])))
+            ref = ms["LocalPhaseLoss()"]
+            results["shapes"][key] = {"rounds": rounds, "losses": {
+                name: {"median_ms": round(t, 3), "ratio_to_default": round(t / ref, 3)} for name, t in ms.items()}}
+            print(f"\n{key} ({args.device}, median of {rounds} interleaved rounds, forward + backward)")
+            for name, t in ms.items():
+                print(f"{name:20s} {t:9.2f} ms {t / ref:6.2f}x LocalPhaseLoss()")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")
         print(f"\nwrote {out}")
