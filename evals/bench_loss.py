@@ -97,6 +97,9 @@ def study_losses(size: int) -> Dict[str, Callable[[torch.Tensor, torch.Tensor], 
     losses: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"LocalPhaseLoss()": LocalPhaseLoss()}
     losses.update({name: LocalPhaseLoss(**kw) for name, kw in options.items()})
     losses.update({name: make_term(name) for name in ("prod", "complex") + (("mr-lpl", "mr-prod") if size >= 32 else ())})
+    # A control: the default again, last in each round; how far it lands from 1.00x is the
+    # benchmark's own position and noise effect.
+    losses["LocalPhaseLoss() again"] = LocalPhaseLoss()
     return losses
 
 
