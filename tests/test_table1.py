@@ -98,3 +98,9 @@ def test_confirmation_compares_only_the_fresh_seed_runs():
     lines = table1._confirmation_section({"runs": runs})
     (row,) = [line for line in lines if line.startswith("| wide")]
     assert row.startswith("| wide | 3 (3) | +0.140 [") and "**yes**" in row.split(" | ")[2]
+    assert any("Bonferroni" in line for line in lines) and ("*holds*" in row or "not after Bonferroni" in row)
+    # the replication reads only the rep-* runs
+    assert table1._confirmation_section({"runs": runs}, "rep") == []
+    runs.update({f"rep-{n[5:]}": r for n, r in runs.items() if n.startswith("conf-")})
+    rep = table1._confirmation_section({"runs": runs}, "rep")
+    assert any(line.startswith("## Replication") for line in rep) and any(line.startswith("| wide | 3 (3) |") for line in rep)
