@@ -273,6 +273,16 @@ def table(results: Dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _spread_cells(w: Dict[str, Any]) -> List[str]:
+    """One cell per metric of Welch results ``w``: difference, interval, and whether it excludes 0."""
+    cells = []
+    for m, f in zip(METRICS, (3, 4, 4)):
+        d = w[m]
+        cells.append(f"{d['diff']:+.{f}f} [{d['lo']:+.{f}f}, {d['hi']:+.{f}f}] "
+                     + ("**beyond the spread**" if d["exceeds_spread"] else "within the spread"))
+    return cells
+
+
 def seed_table(results: Dict[str, Any]) -> str:
     """Each configuration against L1 over seeds: difference of the per-seed means, 95% Welch interval."""
     rows = ["| configuration | seeds | PSNR - L1 (dB) | SSIM - L1 | LPC-SI - L1 |", "|---|---|---|---|---|"]
@@ -280,11 +290,7 @@ def seed_table(results: Dict[str, Any]) -> str:
         w = res.get("seeds_vs_l1") if name != "blurry" else None
         if not w:
             continue
-        cells = []
-        for m, f in zip(METRICS, (3, 4, 4)):
-            d = w[m]
-            cells.append(f"{d['diff']:+.{f}f} [{d['lo']:+.{f}f}, {d['hi']:+.{f}f}] " + ("**beyond the spread**" if d["exceeds_spread"] else "within the spread"))
-        rows.append(f"| {name} | {len(res['per_seed'])} | " + " | ".join(cells) + " |")
+        rows.append(f"| {name} | {len(res['per_seed'])} | " + " | ".join(_spread_cells(w)) + " |")
     return "\n".join(rows) if len(rows) > 2 else "(no configuration has two or more seeds yet)"
 
 
@@ -316,13 +322,8 @@ default, and the STFT variant with the largest PSNR gain, each against L1 on see
         return head + "\n\n(not run yet)"
     rows = ["| configuration | seeds | PSNR - L1 (dB) | SSIM - L1 | LPC-SI - L1 |", "|---|---|---|---|---|"]
     for name, c in conf.items():
-        cells = []
-        for m, f in zip(METRICS, (3, 4, 4)):
-            d = c[m]
-            cells.append(f"{d['diff']:+.{f}f} [{d['lo']:+.{f}f}, {d['hi']:+.{f}f}] "
-                         + ("**beyond the spread**" if d["exceeds_spread"] else "within the spread"))
         seeds = ",".join(map(str, c["seeds"]))
-        rows.append(f"| {name} | {seeds} (L1: {','.join(map(str, c['l1_seeds']))}) | " + " | ".join(cells) + " |")
+        rows.append(f"| {name} | {seeds} (L1: {','.join(map(str, c['l1_seeds']))}) | " + " | ".join(_spread_cells(c)) + " |")
     return head + "\n\n" + "\n".join(rows)
 
 

@@ -225,6 +225,16 @@ def _welch_cell(x: Dict[str, Any], nd: int) -> str:
     return f"{x['diff']:+.{nd}f} [{x['lo']:+.{nd}f}, {x['hi']:+.{nd}f}] " + ("**yes**" if x["exceeds_spread"] else "no")
 
 
+def _bonferroni_cell(a: List[float], b: List[float], nd: int, family: int) -> str:
+    """:func:`_welch_cell` of a - b; a **yes** says whether it still holds at the Bonferroni
+    level over a ``family`` of comparisons."""
+    w = welch(a, b)
+    cell = _welch_cell(w, nd)
+    if w["exceeds_spread"]:
+        cell += ", *holds*" if welch(a, b, level=1 - 0.05 / family)["exceeds_spread"] else ", not after Bonferroni"
+    return cell
+
+
 def _fmt(v: Any, nd: int = 3) -> str:
     return "–" if not isinstance(v, (int, float)) or v != v else f"{v:.{nd}f}"
 
@@ -361,10 +371,7 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
         for k, nd in zip(COMPARED, DIGITS):
             cell = f"{statistics.fmean(g[k]):.{nd}f}" + (f" ± {statistics.stdev(g[k]):.{nd}f}" if n > 1 else "")
             if name != "ssim" and n > 1 and len(ssim_runs[k]) > 1:
-                w = welch(g[k], ssim_runs[k])
-                cell += "<br>vs SSIM: " + _welch_cell(w, nd)
-                if w["exceeds_spread"]:
-                    cell += ", *holds*" if welch(g[k], ssim_runs[k], level=1 - 0.05 / family)["exceeds_spread"] else ", not after Bonferroni"
+                cell += "<br>vs SSIM: " + _bonferroni_cell(g[k], ssim_runs[k], nd, family)
             cells.append(cell)
         if name in ("ssim", "lpl"):
             cells.append("")
@@ -393,15 +400,14 @@ def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
                  "The rule, fixed before any variant's third seed was measured (`CONFIRM_VARIANT` in",
                  "`evals/reproduce.py`): the variant with the largest mean PSNR gain over SSIM alone on seeds",
                  "0-2 is trained again, with SSIM alone, on fresh seeds; only those seeds enter this test",
-                 "(difference from SSIM alone, 95% Welch interval, **yes** where it excludes 0).", ""]
+                 "(difference from SSIM alone, 95% Welch interval, **yes** where it excludes 0).",
+                 f"With {len(COMPARED)} metrics tested, a **yes** is marked *holds* where its Bonferroni interval",
+                 f"(level 1 - 0.05/{len(COMPARED)}) excludes 0 too.", ""]
     else:
         lines = ["", "## Replication of the confirmation on further fresh seeds", "",
                  "Fixed after the confirmation and before these runs (`REPLICATION_SEEDS` in",
                  "`evals/reproduce.py`): the same two configurations on seeds no earlier test has seen. The",
                  "primary endpoint is SSIM (sampled z), one 95% Welch test; the other columns are secondary.", ""]
-    if kind == "conf":
-        lines[-1:-1] = [f"With {len(COMPARED)} metrics tested, a **yes** is marked *holds* where its Bonferroni interval",
-                        f"(level 1 - 0.05/{len(COMPARED)}) excludes 0 too."]
     lines += ["| variant | seeds (SSIM) | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB |",
               "|---|---|---|---|---|---|"]
     base = by_loss["ssim"]
@@ -413,12 +419,8 @@ def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
             if n < 2 or nb < 2:
                 cells.append("needs 2+ seeds each")
                 continue
-            w = welch(g[k], base[k])
-            cell = _welch_cell(w, nd)
-            if kind == "conf" and w["exceeds_spread"]:
-                held = welch(g[k], base[k], level=1 - 0.05 / len(COMPARED))["exceeds_spread"]
-                cell += ", *holds*" if held else ", not after Bonferroni"
-            cells.append(cell)
+            cells.append(_bonferroni_cell(g[k], base[k], nd, len(COMPARED)) if kind == "conf"
+                         else _welch_cell(welch(g[k], base[k]), nd))
         lines.append(f"| {v} | {n} ({nb}) | " + " | ".join(cells) + " |")
     return lines
 

@@ -130,7 +130,6 @@ def test_compiled_against_float64_definition(distance):
     torch.testing.assert_close(got.double(), expected, rtol=2e-5, atol=0)
 
 
-@needs_compiled
 def _kernel_spy(monkeypatch) -> list:
     """Record a copy of what every call of the compiled kernel returns (values, gradients)."""
     from stftblur.losses import local_phase
