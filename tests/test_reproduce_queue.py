@@ -35,9 +35,9 @@ def test_states_and_what_is_pending(runs_dir):
     order = ["short-ffl-s1", "full-ffl-s0", "full-dft+ssim-s0", "full-l1-s0", "short-ssim-s2", "short-ffl-s2",
              "full-l2-released-s0", "short-ours-released-s2", "abl-freqw1-s0",
              "abl-product-s2", "conf-ssim-s3", "conf-ssim-s5", "rep-ssim-s6", "rep-lambda9-s10",
-             "abl-fwnone-s0", "abl-unnorm-s2"]
+             "abl-fwnone-s0", "abl-unnorm-s2", "dfc-ssim-s11", "dfc-lambda9-s15"]
     assert [names.index(n) for n in order] == sorted(names.index(n) for n in order)
-    assert len(names) == len(set(names)) == 4 + 7 * 3 + 3 + 1 + 2 * 3 + 8 * 3 + 3 * (2 if reproduce.CONFIRM_VARIANT else 1) + 2 * 5 + 2 * 3
+    assert len(names) == len(set(names)) == 4 + 7 * 3 + 3 + 1 + 2 * 3 + 8 * 3 + 3 * (2 if reproduce.CONFIRM_VARIANT else 1) + 2 * 5 + 2 * 3 + 2 * 5
     _begin(runs_dir / "full-ours-s0", complete=True)
     _begin(runs_dir / "full-ssim-s0")
     assert [reproduce.state(n) for n in names[:3]] == ["complete", "partial", "todo"]
