@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
 from _stats import welch  # noqa: E402
+from reproduce import DEFICIT_SEEDS, REPLICATION_SEEDS  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
 from stftblur.metrics import lpc_si, radial_power_spectrum, spectral_deficit  # noqa: E402
@@ -330,6 +331,7 @@ def write_report(res: Dict[str, Any]) -> None:
     lines += _ablation_section(res)
     lines += _confirmation_section(res)
     lines += _confirmation_section(res, "rep")
+    lines += _confirmation_section(res, "dfc")
     lines += ["", "## Figure", "",
               "Test reconstructions and prior samples of the released checkpoints and of the models this",
               "project ships (`models/`), with their LPC-SI and spectral deficit: `python evals/vae_figure.py`.",
@@ -383,9 +385,24 @@ def _ablation_section(res: Dict[str, Any]) -> List[str]:
     return lines
 
 
+# The tests on fresh seeds fixed before they ran, each with one primary endpoint (evals/reproduce.py):
+# run-name prefix -> (heading, what fixed it, primary metric of COMPARED, its seeds).
+FRESH_TESTS = {
+    "rep": ("Replication of the confirmation on further fresh seeds",
+            "Fixed after the confirmation and before these runs (`REPLICATION_SEEDS` in",
+            "ssim_sampled", REPLICATION_SEEDS),
+    "dfc": ("Follow-up: the spectral deficit on further fresh seeds",
+            "Fixed after the replication and before these runs (`DEFICIT_SEEDS` in",
+            "spectral_deficit_samples_db", DEFICIT_SEEDS),
+}
+METRIC_NAMES = {"psnr_sampled": "PSNR (sampled z)", "ssim_sampled": "SSIM (sampled z)",
+                "lpc_si_samples": "LPC-SI of prior samples", "spectral_deficit_samples_db": "spectral deficit of prior samples (dB)"}
+
+
 def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
     """The study's best variant against SSIM alone on fresh seeds only: the confirmation
-    (``conf-*`` runs) or its replication (``rep-*``)."""
+    (``conf-*`` runs), or one of the FRESH_TESTS (``rep-*``, ``dfc-*``) with its verdict on its
+    primary endpoint once all its seeds are measured."""
     by_loss: Dict[str, Dict[str, List[float]]] = {}
     for name, r in res["runs"].items():
         if name.startswith(kind + "-") and r.get("complete"):
@@ -404,10 +421,11 @@ def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
                  f"With {len(COMPARED)} metrics tested, a **yes** is marked *holds* where its Bonferroni interval",
                  f"(level 1 - 0.05/{len(COMPARED)}) excludes 0 too.", ""]
     else:
-        lines = ["", "## Replication of the confirmation on further fresh seeds", "",
-                 "Fixed after the confirmation and before these runs (`REPLICATION_SEEDS` in",
+        heading, fixed, primary, seeds = FRESH_TESTS[kind]
+        lines = ["", f"## {heading}", "",
+                 fixed,
                  "`evals/reproduce.py`): the same two configurations on seeds no earlier test has seen. The",
-                 "primary endpoint is SSIM (sampled z), one 95% Welch test; the other columns are secondary.", ""]
+                 f"primary endpoint is the {METRIC_NAMES[primary]}, one 95% Welch test; the other columns are secondary.", ""]
     lines += ["| variant | seeds (SSIM) | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB |",
               "|---|---|---|---|---|---|"]
     base = by_loss["ssim"]
@@ -422,7 +440,21 @@ def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
             cells.append(_bonferroni_cell(g[k], base[k], nd, len(COMPARED)) if kind == "conf"
                          else _welch_cell(welch(g[k], base[k]), nd))
         lines.append(f"| {v} | {n} ({nb}) | " + " | ".join(cells) + " |")
+        if kind != "conf":
+            lines += ["", _verdict(g[primary], base[primary], primary, len(seeds))]
     return lines
+
+
+def _verdict(variant: List[float], ssim: List[float], primary: str, planned: int) -> str:
+    """The pre-registered test's answer: made only when every planned seed of both arms is measured."""
+    if len(variant) < planned or len(ssim) < planned:
+        return (f"The test is made at {planned} seeds of each; {len(variant)} ({len(ssim)}) are measured so far,"
+                " and the row above is not its answer.")
+    w = welch(variant, ssim)
+    nd = DIGITS[COMPARED.index(primary)]
+    answer = "**confirmed**: its 95% interval excludes 0" if w["exceeds_spread"] else "**not confirmed**: its 95% interval contains 0"
+    return (f"Primary endpoint at all {planned} seeds of each, {METRIC_NAMES[primary]}, difference from SSIM alone: "
+            f"{w['diff']:+.{nd}f} [{w['lo']:+.{nd}f}, {w['hi']:+.{nd}f}], {answer}.")
 
 
 if __name__ == "__main__":

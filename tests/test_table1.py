@@ -104,3 +104,21 @@ def test_confirmation_compares_only_the_fresh_seed_runs():
     runs.update({f"rep-{n[5:]}": r for n, r in runs.items() if n.startswith("conf-")})
     rep = table1._confirmation_section({"runs": runs}, "rep")
     assert any(line.startswith("## Replication") for line in rep) and any(line.startswith("| wide | 3 (3) |") for line in rep)
+    # its verdict waits for every pre-registered seed, and then reads the primary endpoint only
+    assert any(line.startswith("The test is made at 5 seeds of each; 3 (3)") for line in rep)
+    for s in (6, 7):
+        runs[f"rep-ssim-s{s}"] = run("ssim", s, 11.75)
+        runs[f"rep-wide-s{s}"] = run("wide", s, 11.90)
+    rep = table1._confirmation_section({"runs": runs}, "rep")
+    (verdict,) = [line for line in rep if line.startswith("Primary endpoint")]
+    assert "SSIM (sampled z)" in verdict and "+0.0000" in verdict and "**not confirmed**" in verdict
+    # the follow-up's primary endpoint is the spectral deficit
+    runs.update({f"dfc-{n[4:]}": r for n, r in runs.items() if n.startswith("rep-ssim")})
+    for s in range(3, 8):  # the variant's samples lack half a decibel less
+        w = run("wide", s, 11.90)
+        w["metrics"]["spectral_deficit_samples_db"] -= 0.5
+        runs[f"dfc-wide-s{s}"] = w
+    dfc = table1._confirmation_section({"runs": runs}, "dfc")
+    assert any(line.startswith("## Follow-up") for line in dfc)
+    (verdict,) = [line for line in dfc if line.startswith("Primary endpoint")]
+    assert "spectral deficit" in verdict and "**confirmed**" in verdict
