@@ -425,7 +425,7 @@ def _confirmation_section(res: Dict[str, Any], kind: str = "conf") -> List[str]:
         lines = ["", f"## {heading}", "",
                  fixed,
                  "`evals/reproduce.py`): the same two configurations on seeds no earlier test has seen. The",
-                 f"primary endpoint is the {METRIC_NAMES[primary]}, one 95% Welch test; the other columns are secondary.", ""]
+                 f"primary endpoint is one 95% Welch test on the {METRIC_NAMES[primary]}; the other columns are secondary.", ""]
     lines += ["| variant | seeds (SSIM) | PSNR sampled | SSIM sampled | LPC-SI samples | spectral deficit dB |",
               "|---|---|---|---|---|---|"]
     base = by_loss["ssim"]
