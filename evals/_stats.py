@@ -23,3 +23,8 @@ def welch(a: List[float], b: List[float], level: float = 0.95) -> Dict[str, Any]
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return {"diff": diff, "lo": diff - half, "hi": diff + half, "n": [len(a), len(b)],
             "exceeds_spread": bool(se > 0 and abs(diff) > half)}
+
+
+def format_diff(w: Dict[str, Any], digits: int) -> str:
+    """A :func:`welch` result as ``"+diff [+lo, +hi]"`` with ``digits`` decimals (signs always shown)."""
+    return f"{w['diff']:+.{digits}f} [{w['lo']:+.{digits}f}, {w['hi']:+.{digits}f}]"

@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe  # noqa: E402
-from _stats import welch  # noqa: E402
+from _stats import format_diff, welch  # noqa: E402
 from deblur.data import Degradation, TrainSampler, make_test_set, quantize  # noqa: E402
 from deblur.nets import make_net  # noqa: E402
 from deblur.objectives import Objective, calibrated_weight  # noqa: E402
@@ -278,8 +278,7 @@ def _spread_cells(w: Dict[str, Any]) -> List[str]:
     cells = []
     for m, f in zip(METRICS, (3, 4, 4)):
         d = w[m]
-        cells.append(f"{d['diff']:+.{f}f} [{d['lo']:+.{f}f}, {d['hi']:+.{f}f}] "
-                     + ("**beyond the spread**" if d["exceeds_spread"] else "within the spread"))
+        cells.append(format_diff(d, f) + (" **beyond the spread**" if d["exceeds_spread"] else " within the spread"))
     return cells
 
 

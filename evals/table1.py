@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "evals"))
 
 from _machine import describe  # noqa: E402
-from _stats import welch  # noqa: E402
+from _stats import format_diff, welch  # noqa: E402
 from reproduce import DEFICIT_SEEDS, REPLICATION_SEEDS  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
@@ -223,7 +223,7 @@ DIGITS = (3, 4, 4, 2)  # decimals of the COMPARED metrics
 
 
 def _welch_cell(x: Dict[str, Any], nd: int) -> str:
-    return f"{x['diff']:+.{nd}f} [{x['lo']:+.{nd}f}, {x['hi']:+.{nd}f}] " + ("**yes**" if x["exceeds_spread"] else "no")
+    return format_diff(x, nd) + (" **yes**" if x["exceeds_spread"] else " no")
 
 
 def _bonferroni_cell(a: List[float], b: List[float], nd: int, family: int) -> str:
@@ -454,7 +454,7 @@ def _verdict(variant: List[float], ssim: List[float], primary: str, planned: int
     nd = DIGITS[COMPARED.index(primary)]
     answer = "**confirmed**: its 95% interval excludes 0" if w["exceeds_spread"] else "**not confirmed**: its 95% interval contains 0"
     return (f"Primary endpoint at all {planned} seeds of each, {METRIC_NAMES[primary]}, difference from SSIM alone: "
-            f"{w['diff']:+.{nd}f} [{w['lo']:+.{nd}f}, {w['hi']:+.{nd}f}], {answer}.")
+            f"{format_diff(w, nd)}, {answer}.")
 
 
 if __name__ == "__main__":
