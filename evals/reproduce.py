@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "evals" / "runs"
@@ -130,20 +130,19 @@ def queue() -> List[Dict[str, object]]:
     study(ABLATIONS)
     # 5. The confirmation of the study's best variant on fresh seeds (see CONFIRM_VARIANT): SSIM
     #    alone's fresh seeds do not depend on which variant it is.
-    for seed in CONFIRMATION_SEEDS:
-        add(f"conf-ssim-s{seed}", LOSSES["ssim"], 10, seed)
-        if CONFIRM_VARIANT:
-            add(f"conf-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
+    def fresh(prefix: str, seeds: Tuple[int, ...]) -> None:
+        for seed in seeds:
+            add(f"{prefix}-ssim-s{seed}", LOSSES["ssim"], 10, seed)
+            if CONFIRM_VARIANT:
+                add(f"{prefix}-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
+
+    fresh("conf", CONFIRMATION_SEEDS)
     # 6. Its replication on further fresh seeds (see REPLICATION_SEEDS), then the later
     #    variants' seeds 1 and 2 (their seed 0 began before the replication was queued).
-    for seed in REPLICATION_SEEDS:
-        add(f"rep-ssim-s{seed}", LOSSES["ssim"], 10, seed)
-        add(f"rep-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
+    fresh("rep", REPLICATION_SEEDS)
     study(MORE_ABLATIONS)
     # 7. The follow-up on the spectral deficit (see DEFICIT_SEEDS).
-    for seed in DEFICIT_SEEDS:
-        add(f"dfc-ssim-s{seed}", LOSSES["ssim"], 10, seed)
-        add(f"dfc-{CONFIRM_VARIANT}-s{seed}", LOSSES["lpl"] + ABLATIONS[CONFIRM_VARIANT], 10, seed)
+    fresh("dfc", DEFICIT_SEEDS)
     return runs
 
 
