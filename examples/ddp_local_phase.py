@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -105,5 +105,33 @@ def _check(model, local_phase, blurry, sharp, args, rank: int, world: int, devic
     return {"max_abs_diff": float(flag)} if rank else result
 
 
+def _exit_without_finalizing(status: object) -> NoReturn:
+    """End the process with ``status`` (as ``SystemExit`` would) but skip interpreter shutdown.
+
+    Constructing DDP keeps the gloo process group alive after ``destroy_process_group()``
+    (torch 2.14: its worker threads are still running), and a worker may free a finished
+    all-reduce, whose tensors belong to Python, while the interpreter shuts down. It then waits
+    for the GIL during finalisation and the process aborts ("terminate called without an active
+    exception", exit -6): 2 of 60 runs of the test's command on 2 CPUs
+    (``python evals/ddp_teardown.py --finalize`` measures it). All work is done and written when this runs,
+    so leave at once.
+    """
+    if isinstance(status, str):  # SystemExit("message"): print it and fail, as Python does
+        print(status, file=sys.stderr)
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if status is None else int(status))
+
+
+def run(argv: Optional[Sequence[str]] = None) -> NoReturn:
+    """The command line: ``main`` and then ``_exit_without_finalizing`` with its exit status."""
+    try:
+        main(argv)
+    except SystemExit as stop:  # --help, a bad option, or a failed --check
+        _exit_without_finalizing(stop.code)
+    _exit_without_finalizing(0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -141,6 +141,24 @@ def test_ddp_two_cpu_processes_average_to_the_full_batch_gradient(tmp_path):
     assert result["max_abs_diff"] <= 1e-6 and result["max_abs_grad"] > 1e-3
 
 
+@pytest.mark.parametrize("status, code, stderr", [(None, 0, ""), (0, 0, ""), (1, 1, ""), ("bad option", 1, "bad option")])
+def test_ddp_example_exits_with_the_status_systemexit_would_give(status, code, stderr):
+    # The DDP example leaves through os._exit (docs/integrations.md says why): the exit status
+    # and a message must still be what `raise SystemExit(status)` gives.
+    script = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("ddp", {str(EXAMPLES / "ddp_local_phase.py")!r})
+        ddp = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ddp)
+        print("written before leaving", end="")
+        ddp._exit_without_finalizing({status!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code
+    assert proc.stdout == "written before leaving"  # flushed, not lost
+    assert proc.stderr.strip() == stderr
+
+
 def test_every_example_takes_the_options_the_doc_names(capsys):
     # docs/integrations.md: each takes --steps, --size, --device, and --batch (DDP: --global-batch).
     for path in sorted(EXAMPLES.glob("[!_]*.py")):
