@@ -1,7 +1,7 @@
 """How often the DDP example's processes abort at exit, with and without its early exit.
 
-    python evals/ddp_teardown.py --runs 60 --out evals/results/ddp_teardown.json
-    python evals/ddp_teardown.py --runs 60 --finalize   # the example ending through interpreter shutdown
+    python evals/ddp_teardown.py --runs 200 --out evals/results/ddp_teardown.json
+    python evals/ddp_teardown.py --runs 200 --finalize --out evals/results/ddp_teardown.json
 
 Each run is the command of ``tests/test_integrations.py``: ``torchrun --standalone
 --nproc_per_node 2`` of ``examples/ddp_local_phase.py --check`` on the CPU (gloo), with

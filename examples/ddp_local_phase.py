@@ -112,7 +112,7 @@ def _exit_without_finalizing(status: object) -> NoReturn:
     (torch 2.14: its worker threads are still running), and a worker may free a finished
     all-reduce, whose tensors belong to Python, while the interpreter shuts down. It then waits
     for the GIL during finalisation and the process aborts ("terminate called without an active
-    exception", exit -6): 2 of 60 runs of the test's command on 2 CPUs
+    exception", exit -6): 16 of 200 runs of the test's command on 2 CPUs
     (``python evals/ddp_teardown.py --finalize`` measures it). All work is done and written when this runs,
     so leave at once.
     """
