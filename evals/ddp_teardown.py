@@ -49,7 +49,7 @@ def _one_run(finalize: bool, out_json: Path) -> subprocess.CompletedProcess:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=60)
+    p.add_argument("--runs", type=int, default=200, help="torchrun launches (the results file has 200 of each)")
     p.add_argument("--finalize", action="store_true", help="end the workers through interpreter shutdown")
     p.add_argument("--out", type=Path, help="JSON file to merge the count into")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -62,14 +62,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         p.error(f"--runs must be at least 1, got {args.runs}")
 
     failures, aborts = 0, 0
-    scratch = tempfile.TemporaryDirectory()
-    for i in range(args.runs):
-        proc = _one_run(args.finalize, Path(scratch.name) / "grads.json")
-        if proc.returncode != 0:
-            failures += 1
-            aborts += "terminate called without an active exception" in proc.stderr + proc.stdout
-        print(f"run {i + 1}/{args.runs}: exit {proc.returncode}", flush=True)
-    scratch.cleanup()
+    with tempfile.TemporaryDirectory() as scratch:
+        for i in range(args.runs):
+            proc = _one_run(args.finalize, Path(scratch) / "grads.json")
+            if proc.returncode != 0:
+                failures += 1
+                aborts += "terminate called without an active exception" in proc.stderr + proc.stdout
+            print(f"run {i + 1}/{args.runs}: exit {proc.returncode}", flush=True)
     key = "finalize" if args.finalize else "as_shipped"
     record = {"runs": args.runs, "failures": failures, "aborts_terminate_called": aborts}
     print(f"{key}: {failures} of {args.runs} runs failed ({aborts} with 'terminate called without an active exception')")

@@ -113,8 +113,8 @@ def _exit_without_finalizing(status: object) -> NoReturn:
     all-reduce, whose tensors belong to Python, while the interpreter shuts down. It then waits
     for the GIL during finalisation and the process aborts ("terminate called without an active
     exception", exit -6): 16 of 200 runs of the test's command on 2 CPUs
-    (``python evals/ddp_teardown.py --finalize`` measures it). All work is done and written when this runs,
-    so leave at once.
+    (``python evals/ddp_teardown.py --finalize`` measures it). All work is done and written
+    when this runs, so leave at once.
     """
     if isinstance(status, str):  # SystemExit("message"): print it and fail, as Python does
         print(status, file=sys.stderr)
