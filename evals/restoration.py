@@ -4,6 +4,7 @@
     python evals/restoration.py --configs study       # the loss-design study, continued where it stopped
     python evals/restoration.py --configs confirm     # its confirmation on fresh seeds (see CONFIRMATION)
     python evals/restoration.py --report-only      # page, figure and table from the JSON
+    python evals/restoration.py --task sr2 --configs sr   # x2 super-resolution (see SR_CONFIGS)
 
 A network (``--model cnn``: 6 conv layers of 32 channels with a zero-initialised residual;
 ``--model timm:<encoder>``: a randomly initialised timm encoder with a light U-Net decoder)
@@ -16,6 +17,13 @@ A configuration is ``l1`` or ``l1+<aux>@<ratio>``: L1 plus an auxiliary term (se
 ``evals/deblur/objectives.py``: ``lpl``, ``lpl-lam<L>``, ``lpl-eps<E>``, ``lpl-fw<W>``, ``lpl-unnorm``, ``prod``, ``complex``, ``mr-<...>``,
 ``ssim``, ``ffl``) whose weight makes it ``ratio`` times L1 for the untrained network (the
 identity), measured on 64 degraded training crops.
+
+``--task sr2`` asks the same question of x2 super-resolution: the input is the crop downsampled
+by antialiased bicubic interpolation (8 bits, no noise), the network ``sr2-cnn`` (8 conv layers
+of 48 channels at the low resolution, a pixel shuffle, plus bicubic upsampling of the input;
+zero-initialised, so training starts at bicubic) is trained 3000 steps, and bicubic upsampling is
+the baseline record (``bicubic``) instead of the blurry input. Its results go to
+evals/results/restoration_sr.json, docs/restoration-sr.md and docs/figures/restoration_sr.png.
 
 Every finished run is merged into ``--json`` (default evals/results/restoration.json) at once,
 so the script can be stopped and started again (finished runs are skipped); runs with other
@@ -45,7 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe  # noqa: E402
 from _stats import format_diff, welch  # noqa: E402
-from deblur.data import Degradation, TrainSampler, make_test_set, quantize  # noqa: E402
+from deblur.data import Degradation, Downscale, TrainSampler, bicubic_up, make_test_set, quantize  # noqa: E402
 from deblur.nets import make_net  # noqa: E402
 from deblur.objectives import Objective, calibrated_weight  # noqa: E402
 
@@ -64,6 +72,32 @@ CONFIRMATION = ("l1", "l1+lpl@1", "l1+lpl-lam1@1")
 CONFIRMATION_SEEDS = (3, 4, 5, 6)
 FIGURE_IMAGES = ("camera_0", "clock_3", "coins_1", "text_2")
 
+#: x2 super-resolution (issue #23), fixed before its first run: these configurations, seeds 0-2.
+SR_CONFIGS = ("l1", "l1+lpl@1", "l1+ssim@1", "l1+ffl@1")
+SR_SEEDS = (0, 1, 2)
+#: Its primary endpoint, fixed before its first run: test-set PSNR (mean over the 48 images) of
+#: L1 + LocalPhaseLoss() minus L1, one 95% Welch interval over SR_SEEDS. The loss "helps" only if
+#: that interval lies above 0; everything else (SSIM, LPC-SI, the other configurations, the
+#: paired per-image intervals) is secondary and reported beside it.
+SR_PRIMARY = {"config": "l1+lpl@1", "metric": "psnr", "seeds": SR_SEEDS}
+#: The record each task's configurations are measured against besides L1: the network's input
+#: (deblurring) or bicubic upsampling of it (super-resolution).
+BASELINE = {"deblur": "blurry", "sr2": "bicubic"}
+TASK_DEFAULTS = {
+    "deblur": {"model": "cnn", "steps": 1500, "json": "restoration.json", "doc": "restoration.md", "figure": "restoration.png"},
+    "sr2": {"model": "sr2-cnn", "steps": 3000, "json": "restoration_sr.json", "doc": "restoration-sr.md",
+            "figure": "restoration_sr.png"},
+}
+
+
+def degradation(task: str) -> "Degradation | Downscale":
+    return Downscale(2) if task == "sr2" else Degradation()
+
+
+def network_input_baseline(task: str, degraded: torch.Tensor) -> torch.Tensor:
+    """What the untrained network outputs for ``degraded``: the input itself, or its bicubic upsampling."""
+    return bicubic_up(degraded, 2) if task == "sr2" else degraded
+
 
 def parse_config(name: str) -> Dict[str, Any]:
     """``l1`` -> no aux; ``l1+lpl@1`` -> aux ``lpl`` at ratio 1."""
@@ -77,6 +111,10 @@ def parse_config(name: str) -> Dict[str, Any]:
 
 def setup(args: argparse.Namespace) -> Dict[str, Any]:
     """What must match for two runs to be comparable."""
+    if args.task == "sr2":
+        return {"task": "sr2", "model": args.model, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
+                "crop_size": args.crop_size, **Downscale(2).describe(),
+                "test": {"photos": ["camera", "clock", "coins", "text"], "crops_per_photo": 12, "size": 96, "seed": 1234}}
     return {"model": args.model, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
             "crop_size": args.crop_size, "sigma_range": [1.0, 2.0], "noise_std": 0.01,
             "test": {"photos": ["camera", "clock", "coins", "text"], "crops_per_photo": 12, "size": 96, "seed": 1234}}
@@ -98,10 +136,11 @@ def record(per_image: Dict[str, List[float]], **extra: Any) -> Dict[str, Any]:
 def train_one(config: str, seed: int, args: argparse.Namespace, test, log_every: int) -> Dict[str, Any]:
     spec = parse_config(config)
     torch.manual_seed(seed)
-    sampler = TrainSampler(seed, args.crop_size, args.batch_size, deg=Degradation())
+    sampler = TrainSampler(seed, args.crop_size, args.batch_size, deg=degradation(args.task))
     weight, calibration = 0.0, None
     if spec["aux"]:
-        calib_blurry, calib_sharp = TrainSampler(4321, args.crop_size, 64, deg=Degradation()).sample()  # seed-independent
+        calib_input, calib_sharp = TrainSampler(4321, args.crop_size, 64, deg=degradation(args.task)).sample()  # seed-independent
+        calib_blurry = network_input_baseline(args.task, calib_input)
         weight = calibrated_weight(spec["aux"], spec["ratio"], calib_blurry, calib_sharp)
         probe = Objective(spec["aux"], weight)
         with torch.no_grad():
@@ -155,7 +194,7 @@ def paired(results: Dict[str, Any], name: str, metric: str) -> Optional[Dict[str
 
 def summarise(results: Dict[str, Any]) -> None:
     for name, res in results.items():
-        if name == "blurry":
+        if name in BASELINE.values():
             continue
         runs = res["per_seed"]
         res["summary"] = {m: {"mean": statistics.fmean(r[m] for r in runs),
@@ -179,51 +218,66 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="deblur", choices=sorted(TASK_DEFAULTS),
+                   help="deblur (default) or sr2 (x2 super-resolution); sets the defaults of --model, --steps, "
+                   "--json, --doc and --figure")
     p.add_argument("--configs", default="l1", help="comma-separated: l1, l1+<aux>@<ratio>; or 'study' for the whole "
-                   "loss-design study, every configuration's seed 0 before any seed 1")
+                   "loss-design study, every configuration's seed 0 before any seed 1; 'sr' for SR_CONFIGS")
     p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; with --configs confirm, "
                    "CONFIRMATION_SEEDS)")
-    p.add_argument("--model", default="cnn", help="cnn or timm:<encoder> (e.g. timm:mobilenetv3_small_100)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--model", default=None, help="cnn, sr2-cnn or timm:<encoder> (e.g. timm:mobilenetv3_small_100)")
+    p.add_argument("--steps", type=int, default=None, help="default 1500 (deblur), 3000 (sr2)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop-size", type=int, default=48)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", type=Path, default=ROOT / "evals" / "results" / "restoration.json")
-    p.add_argument("--out-dir", default=str(ROOT / "runs" / "restoration"), help="restored PNGs ('' for none)")
-    p.add_argument("--doc", default=str(ROOT / "docs" / "restoration.md"), help="Markdown page ('' for none)")
-    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "restoration.png"), help="'' for none")
+    p.add_argument("--json", type=Path, default=None, help="default evals/results/restoration.json "
+                   "(restoration_sr.json with --task sr2)")
+    p.add_argument("--out-dir", default=None, help="restored PNGs ('' for none; default runs/restoration, "
+                   "runs/restoration_sr with --task sr2)")
+    p.add_argument("--doc", default=None, help="Markdown page ('' for none; default docs/restoration.md)")
+    p.add_argument("--figure", default=None, help="'' for none; default docs/figures/restoration.png")
     p.add_argument("--fresh", action="store_true", help="discard the runs in --json")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--log-every", type=int, default=250)
     args = p.parse_args(argv)
+    task = TASK_DEFAULTS[args.task]
+    args.model = args.model or task["model"]
+    args.steps = args.steps or task["steps"]
+    args.json = args.json or ROOT / "evals" / "results" / task["json"]
+    if args.out_dir is None:
+        args.out_dir = str(ROOT / "runs" / ("restoration_sr" if args.task == "sr2" else "restoration"))
+    args.doc = str(ROOT / "docs" / task["doc"]) if args.doc is None else args.doc
+    args.figure = str(ROOT / "docs" / "figures" / task["figure"]) if args.figure is None else args.figure
+    base_key = BASELINE[args.task]
     torch.set_num_threads(args.threads)
-    named = {"study": STUDY, "confirm": CONFIRMATION}
+    named = {"study": STUDY, "confirm": CONFIRMATION, "sr": SR_CONFIGS}
     configs = list(named[args.configs]) if args.configs in named else [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in configs:
         try:
             parse_config(c)
         except ValueError as e:
             p.error(f"--configs: {e}")
-    default_seeds = CONFIRMATION_SEEDS if args.configs == "confirm" else (0, 1, 2)
+    default_seeds = CONFIRMATION_SEEDS if args.configs == "confirm" else SR_SEEDS if args.configs == "sr" else (0, 1, 2)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else list(default_seeds)
     results = {} if args.fresh else load(args.json)
     want = setup(args)
     for name, res in results.items():
-        if name != "blurry" and res.get("setup") != want and not args.report_only:
+        if name not in BASELINE.values() and res.get("setup") != want and not args.report_only:
             p.error(f"{args.json} holds '{name}' run with other settings ({res.get('setup')}); use the same "
                     f"options, another --json, or --fresh")
     if not args.report_only:
-        test = make_test_set()
-        if "blurry" not in results:
-            results["blurry"] = record(score(test.blurry, test.sharp), names=test.names, sigma=test.sigma)
-        if "sharp_lpc_si" not in results["blurry"]:
+        test = make_test_set(deg=degradation(args.task))
+        shown = quantize(network_input_baseline(args.task, test.blurry))  # the input, or its bicubic upsampling
+        if base_key not in results:
+            results[base_key] = record(score(shown, test.sharp), names=test.names, sigma=test.sigma)
+        if "sharp_lpc_si" not in results[base_key]:
             from stftblur.metrics import lpc_si
 
-            results["blurry"]["sharp_lpc_si"] = float(lpc_si(test.sharp).mean())
+            results[base_key]["sharp_lpc_si"] = float(lpc_si(test.sharp).mean())
             if args.out_dir:
                 save_pngs(test.sharp, test.names, Path(args.out_dir) / "sharp")
-                save_pngs(test.blurry, test.names, Path(args.out_dir) / "blurry")
+                save_pngs(shown, test.names, Path(args.out_dir) / base_key)
         seed_major = args.configs in named
         order = [(c, s) for s in seeds for c in configs] if seed_major else [(c, s) for c in configs for s in seeds]
         for c, s in order:
@@ -243,21 +297,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_json(args.json, results)
     print(table(results))
     if args.doc:
-        Path(args.doc).write_text(page(results))
+        Path(args.doc).write_text(sr_page(results) if args.task == "sr2" else page(results))
     if args.figure and args.out_dir:
         figure(results, Path(args.out_dir), Path(args.figure))
     return 0
 
 
+def baseline_key(results: Dict[str, Any]) -> str:
+    """The results' baseline record: ``blurry`` (deblurring) or ``bicubic`` (super-resolution)."""
+    return next(k for k in BASELINE.values() if k in results)
+
+
 def table(results: Dict[str, Any]) -> str:
-    b = results["blurry"]
+    key = baseline_key(results)
+    b = results[key]
+    label = "blurry input" if key == "blurry" else "bicubic upsampling"
     rows = ["| configuration | aux weight | PSNR (dB) | SSIM | LPC-SI | PSNR - L1, paired (95% CI) | SSIM - L1, paired (95% CI) | LPC-SI - L1, paired (95% CI) | seeds |",
             "|---|---|---|---|---|---|---|---|---|",
-            f"| blurry input | | {b['psnr']:.3f} | {b['ssim']:.4f} | {b['lpc_si']:.4f} | | | | |"]
+            f"| {label} | | {b['psnr']:.3f} | {b['ssim']:.4f} | {b['lpc_si']:.4f} | | | | |"]
     if "sharp_lpc_si" in b:
         rows.append(f"| sharp reference | | | | {b['sharp_lpc_si']:.4f} | | | | |")
     for name, res in results.items():
-        if name == "blurry":
+        if name == key:
             continue
         s = res["summary"]
         cells = [f"{s[m]['mean']:.{3 if m == 'psnr' else 4}f} +- {s[m]['std']:.{3 if m == 'psnr' else 4}f}" for m in METRICS]
@@ -286,7 +347,7 @@ def seed_table(results: Dict[str, Any]) -> str:
     """Each configuration against L1 over seeds: difference of the per-seed means, 95% Welch interval."""
     rows = ["| configuration | seeds | PSNR - L1 (dB) | SSIM - L1 | LPC-SI - L1 |", "|---|---|---|---|---|"]
     for name, res in results.items():
-        w = res.get("seeds_vs_l1") if name != "blurry" else None
+        w = res.get("seeds_vs_l1") if name not in BASELINE.values() else None
         if not w:
             continue
         rows.append(f"| {name} | {len(res['per_seed'])} | " + " | ".join(_spread_cells(w)) + " |")
@@ -388,6 +449,79 @@ t-interval from the two configurations' seed spreads; "beyond the spread" where 
 """
 
 
+def sr_primary(results: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The pre-registered test (SR_PRIMARY) once every one of its seeds is measured in both arms."""
+    def runs(name: str) -> List[Dict[str, Any]]:
+        return [r for r in results.get(name, {}).get("per_seed", []) if r["seed"] in SR_PRIMARY["seeds"]]
+
+    a, b = runs(str(SR_PRIMARY["config"])), runs("l1")
+    if len(a) < len(SR_PRIMARY["seeds"]) or len(b) < len(SR_PRIMARY["seeds"]):
+        return None
+    m = str(SR_PRIMARY["metric"])
+    return welch([r[m] for r in a], [r[m] for r in b])
+
+
+def sr_page(results: Dict[str, Any]) -> str:
+    l1 = results.get("l1")
+    b = results["bicubic"]
+    st = next(r for k, r in results.items() if k != "bicubic")["setup"]
+    gain = f"{l1['summary']['psnr']['mean'] - b['psnr']:+.2f} dB" if l1 else "(no L1 runs yet)"
+    secs = [r["seconds"] for k, v in results.items() if k != "bicubic" for r in v["per_seed"]]
+    prim = sr_primary(results)
+    if prim is None:
+        verdict = (f"Not measured yet: the test needs seeds {', '.join(map(str, SR_SEEDS))} of both arms "
+                   "(`python evals/restoration.py --task sr2 --configs sr`). The rows below are not the answer.")
+    else:
+        verdict = (f"{SR_PRIMARY['config']} - L1, PSNR: {format_diff(prim, 3)} dB, "
+                   + ("**the loss helps beyond the seed spread**." if prim["lo"] > 0 else
+                      "**not beyond the seed spread**: the loss does not help x2 super-resolution here."))
+    return f"""# x2 super-resolution benchmark
+
+Generated by `python evals/restoration.py --task sr2 --report-only` from
+[`evals/results/restoration_sr.json`](../evals/results/restoration_sr.json); the runs come from
+`python evals/restoration.py --task sr2 --configs sr` (issue #23). The deblurring benchmark's
+photographs, held-out split and scoring ([restoration.md](restoration.md)); only the
+degradation and the network differ.
+
+## Setup
+
+- Input: each 96x96 test crop (48x48 training crop) downsampled x2 by antialiased bicubic
+  interpolation (`torch.nn.functional.interpolate(mode="bicubic", antialias=True)`), quantised
+  to 8 bits, no noise.
+- Model `{st['model']}`: 8 conv layers of 48 channels with ReLU at the low resolution, a last
+  conv to 4 channels and a pixel shuffle, added to the bicubic upsampling of the input; the last
+  conv is zero-initialised, so training starts at bicubic upsampling.
+- Training: {st['steps']} steps, batch {st['batch_size']}, Adam lr {st['lr']:g} with cosine decay,
+  one CPU thread; {min(secs) if secs else 0:.0f}-{max(secs) if secs else 0:.0f} s per run (other
+  trainings ran beside it: not benchmarks). Auxiliary weights calibrated as in the deblurring
+  benchmark, against bicubic upsampling (the untrained network).
+- Test: 48 crops of camera, clock, coins, text; outputs clipped and quantised to 8 bits; PSNR,
+  SSIM (scikit-image convention) against the sharp crop, LPC-SI of the output.
+
+L1 alone ends {gain} above bicubic upsampling (mean PSNR over the test images).
+
+## The question, fixed before the runs
+
+Primary endpoint (`SR_PRIMARY` in the script, committed before the first run): test-set PSNR of
+{SR_PRIMARY['config']} minus L1, one 95% Welch interval over seeds {', '.join(map(str, SR_SEEDS))}. The loss
+helps only if the interval lies above 0. Everything else is secondary.
+
+**Verdict:** {verdict}
+
+## Results
+
+Mean +- standard deviation over seeds; paired columns as in [restoration.md](restoration.md).
+
+{table(results)}
+
+### Against L1 across seeds
+
+{seed_table(results)}
+
+![x2 super-resolution](figures/restoration_sr.png)
+"""
+
+
 def figure(results: Dict[str, Any], out_dir: Path, path: Path) -> None:
     """Blurry, restored (seed 0 of each configuration) and sharp crops, one row per image."""
     import matplotlib
@@ -396,22 +530,23 @@ def figure(results: Dict[str, Any], out_dir: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    names = results["blurry"]["names"]
+    key = baseline_key(results)
+    names = results[key]["names"]
     shown = [n for n in FIGURE_IMAGES if n in names] or names[:4]
-    cols = ["blurry"] + [k for k in results if k != "blurry" and (out_dir / k / "seed0").exists()] + ["sharp"]
+    cols = [key] + [k for k in results if k != key and (out_dir / k / "seed0").exists()] + ["sharp"]
     if len(cols) < 3:
         return
     fig, axes = plt.subplots(len(shown), len(cols), figsize=(2.2 * len(cols), 2.3 * len(shown)), squeeze=False)
     for i, img in enumerate(shown):
         for j, col in enumerate(cols):
-            folder = out_dir / col if col in ("blurry", "sharp") else out_dir / col / "seed0"
+            folder = out_dir / col if col in (key, "sharp") else out_dir / col / "seed0"
             ax = axes[i, j]
             ax.imshow(Image.open(folder / f"{img}.png"), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if col != "sharp":
                 k = names.index(img)
-                src = results[col]["per_seed"][0] if col != "blurry" else results["blurry"]
+                src = results[col]["per_seed"][0] if col != key else results[key]
                 ax.set_xlabel(f"{src['per_image']['psnr'][k]:.2f} dB", fontsize=8)
             if i == 0:
                 ax.set_title(col, fontsize=8)

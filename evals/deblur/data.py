@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 #: Photographs of ``skimage.data`` used for training crops.
 TRAIN_PHOTOS: Tuple[str, ...] = (
@@ -39,6 +40,30 @@ class Degradation:
         return 2 * math.ceil(3 * self.sigma_range[1]) + 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Downscale:
+    """x``scale`` super-resolution input: antialiased bicubic downsampling, then 8 bits, no noise.
+
+    ``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, the same resampling as
+    PIL's ``Image.resize(..., BICUBIC)`` (a support of 2 pixels widened by the scale factor).
+    """
+
+    scale: int = 2
+
+    def describe(self) -> Dict[str, object]:
+        return {"task": f"sr{self.scale}", "downsampling": "bicubic, antialias", "scale": self.scale}
+
+
+def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic downsampling by an integer ``scale`` (no quantisation)."""
+    return F.interpolate(x, scale_factor=1.0 / scale, mode="bicubic", antialias=True, align_corners=False)
+
+
+def bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling by an integer ``scale``: the classical baseline (no clipping)."""
+    return F.interpolate(x, scale_factor=float(scale), mode="bicubic", align_corners=False)
+
+
 def load_photo(name: str) -> torch.Tensor:
     """A photograph of ``skimage.data`` as float32 (1, H, W) in [0, 1], 8-bit exact."""
     import skimage.data
@@ -59,8 +84,15 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
 
-def degrade(sharp: torch.Tensor, deg: Degradation, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(degraded images, per-image sigma), every random draw from ``generator``."""
+def degrade(sharp: torch.Tensor, deg: "Degradation | Downscale",
+            generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(degraded images, per-image sigma), every random draw from ``generator``.
+
+    A :class:`Downscale` gives the low-resolution inputs (``scale`` times smaller) and sigma 0;
+    it draws nothing from ``generator``.
+    """
+    if isinstance(deg, Downscale):
+        return quantize(bicubic_down(sharp, deg.scale)), torch.zeros(sharp.shape[0])
     import kornia
 
     b = sharp.shape[0]
@@ -91,7 +123,7 @@ class TestSet:
 
 
 def make_test_set(photos: Sequence[str] = TEST_PHOTOS, crops_per_photo: int = 12, size: int = 96,
-                  deg: Degradation = Degradation(), seed: int = 1234) -> TestSet:
+                  deg: "Degradation | Downscale" = Degradation(), seed: int = 1234) -> TestSet:
     """Fixed crops of the test photographs, degraded; independent of any training seed."""
     g = torch.Generator().manual_seed(seed)
     names: List[str] = []
@@ -111,7 +143,7 @@ class TrainSampler:
     """
 
     def __init__(self, seed: int, crop_size: int = 48, batch_size: int = 16,
-                 photos: Sequence[str] = TRAIN_PHOTOS, deg: Degradation = Degradation()) -> None:
+                 photos: Sequence[str] = TRAIN_PHOTOS, deg: "Degradation | Downscale" = Degradation()) -> None:
         self.g = torch.Generator().manual_seed(seed)
         self.photos = [load_photo(p) for p in photos]
         self.crop_size, self.batch_size, self.deg = crop_size, batch_size, deg
@@ -128,5 +160,7 @@ class TrainSampler:
         return degrade(sharp, self.deg, self.g)[0], sharp
 
     def describe(self) -> Dict[str, object]:
+        if isinstance(self.deg, Downscale):
+            return {"crop_size": self.crop_size, "batch_size": self.batch_size, **self.deg.describe()}
         return {"crop_size": self.crop_size, "batch_size": self.batch_size, "sigma_range": list(self.deg.sigma_range),
                 "noise_std": self.deg.noise_std}

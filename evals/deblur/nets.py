@@ -69,10 +69,37 @@ class TimmUNet(nn.Module):
         return x + self.head(self.final(torch.cat([y, x], 1)))
 
 
+class UpsampleCNN(nn.Module):
+    """x``scale`` super-resolution: ``bicubic(x) + pixel_shuffle(f(x))`` (ESPCN-style body).
+
+    ``f`` is ``depth`` 3x3 convolutions of ``width`` channels with ReLU between them, at the
+    low resolution, ending in ``scale**2`` channels per output channel that a pixel shuffle puts
+    on the high-resolution grid. The last convolution is initialised to zero, so the untrained
+    network is bicubic upsampling.
+    """
+
+    def __init__(self, scale: int = 2, depth: int = 8, width: int = 48, channels: int = 1) -> None:
+        super().__init__()
+        self.scale = scale
+        layers: List[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1)]
+        for _ in range(depth - 2):
+            layers += [nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)]
+        layers += [nn.ReLU(inplace=True), nn.Conv2d(width, channels * scale * scale, 3, padding=1)]
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(x, scale_factor=float(self.scale), mode="bicubic", align_corners=False)
+        return up + F.pixel_shuffle(self.body(x), self.scale)
+
+
 def make_net(name: str) -> nn.Module:
-    """``"cnn"`` (PlainCNN) or ``"timm:<encoder>"`` (TimmUNet)."""
+    """``"cnn"`` (PlainCNN), ``"timm:<encoder>"`` (TimmUNet) or ``"sr<k>-cnn"`` (UpsampleCNN, x k)."""
     if name == "cnn":
         return PlainCNN()
+    if name.startswith("sr") and name.endswith("-cnn") and name[2:-4].isdigit():
+        return UpsampleCNN(scale=int(name[2:-4]))
     if name.startswith("timm:"):
         return TimmUNet(name.split(":", 1)[1])
-    raise ValueError(f"model must be 'cnn' or 'timm:<encoder name>', got {name!r}")
+    raise ValueError(f"model must be 'cnn', 'sr<scale>-cnn' or 'timm:<encoder name>', got {name!r}")
