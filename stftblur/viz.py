@@ -1,7 +1,9 @@
 """Figures a person reads: labelled panels of images shown pixel for pixel, and saving figures.
 
 matplotlib's object API only (no pyplot state, no display needed); matplotlib is imported when
-a function is called, not when this module is.
+a function is called, not when this module is. matplotlib is the ``plot`` extra
+(``pip install 'stftblur[plot]'``); without it the functions raise
+:class:`stftblur.errors.MissingExtraError`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from stftblur._atomic import PathLike, atomic_write
 from stftblur._checks import check_positive_int
+from stftblur.errors import require_extra
 from stftblur.io import make_grid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +67,7 @@ def image_panels(
         Two 4x4-wide grids of 122 x 122 and 122 x 62 pixels at 3x, 20 pixels apart, 10-pixel margins
         and a 16-pixel label line: 10 + 366 + 20 + 366 + 10 = 772 by 10 + 16 + 366 + 10 = 402.
     """
+    require_extra("matplotlib", "plot", "stftblur.viz.image_panels")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -7,6 +7,7 @@ from typing import Dict, Optional, Tuple
 
 import click
 
+from stftblur.errors import require_extra
 from stftblur.metrics import METRICS
 from stftblur_cli._common import CliError, command, library_errors, resolve_device
 from stftblur_cli.eval_cmd import (
@@ -76,6 +77,8 @@ def compare_command(
     if plot_path is not None and reference_set_dir is None:
         raise CliError("--plot draws the folders' spectra against the reference set: give --reference-set too")
     _check_outputs({"--json": json_path, "--csv": csv_path, "--plot": plot_path}, force)
+    if plot_path is not None:
+        require_extra("matplotlib", "plot", "--plot")
     metric_names = _metric_names(metrics, reference_dir is not None)
     device = resolve_device(device)
 

@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from stftblur.evaluation import EvalReport, Inventory, ReferenceSet
 
+from stftblur.errors import require_extra
 from stftblur.metrics import METRICS
 from stftblur_cli._common import CliError, command, library_errors, resolve_device
 
@@ -232,6 +233,8 @@ def eval_command(
 
     _check_folders({"--images": images_dir, "--reference": reference_dir, "--reference-set": reference_set_dir})
     _check_outputs({"--json": json_path, "--csv": csv_path, "--plot": plot_path}, force)
+    if plot_path is not None:
+        require_extra("matplotlib", "plot", "--plot")
     with_reference = reference_dir is not None
     metric_names = _metric_names(metrics, with_reference)
     device = resolve_device(device)

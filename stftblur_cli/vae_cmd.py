@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import click
 
+from stftblur.errors import require_extra
 from stftblur.losses import LocalPhaseConfig
 from stftblur.training.objective import FREQ_PRESETS, LOSSES
 from stftblur_cli._common import CliError, command, library_errors as _library_errors, resolve_device
@@ -337,6 +338,7 @@ def demo_cmd(out: Path, steps: int, seed: int, device: str, data_dir: Optional[P
 
     if steps < 1:
         raise CliError(f"--steps must be >= 1, got {steps}")
+    require_extra("matplotlib", "plot", "stftblur demo (its figures)")
     if threads is None and _machine_busy():
         # With every core's thread waiting for a time slice, two threads run several times slower than one.
         threads = 1

@@ -8,7 +8,7 @@ Where the files are looked for, in order (see ``docs/vae.md``):
    another dataset (so ``STFTBLUR_DATA=.../mnist`` is never read as Fashion-MNIST).
 3. The user cache, ``$XDG_CACHE_HOME/stftblur/<dataset>`` (``~/.cache/stftblur/<dataset>``).
 4. ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST (Debian's ``dataset-fashion-mnist``).
-5. A download into the user cache with torchvision, when ``download=True``.
+5. A download into the user cache with torchvision (the ``vision`` extra), when ``download=True``.
 
 In each directory the four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally ``.gz``) may lie
@@ -30,7 +30,7 @@ import torch
 
 from stftblur._checks import check_choice
 from stftblur._atomic import PathLike
-from stftblur.errors import StftblurError
+from stftblur.errors import StftblurError, require_extra
 from stftblur.data.idx import IDXFormatError, read_idx
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "ImageSet", "SPLITS", "dataset_files", "find_dataset", "load_dataset", "user_cache_dir"]
@@ -154,10 +154,7 @@ def _env_candidates(name: str, root: Path) -> List[Path]:
 
 
 def _download(name: str, target: Path, timeout: float) -> None:
-    try:
-        import torchvision.datasets as tvd
-    except ImportError as e:  # pragma: no cover - torchvision is an optional dependency
-        raise RuntimeError("torchvision is not installed (pip install torchvision)") from e
+    tvd = require_extra("torchvision.datasets", "vision", "a download")
     cls = getattr(tvd, _TORCHVISION[name])
     created = not target.exists()
     old = socket.getdefaulttimeout()
@@ -244,7 +241,7 @@ def find_dataset(
     hint = (
         "Fix: pass --data-dir DIR (data_dir=...) or set STFTBLUR_DATA to a directory holding "
         f"{', '.join(_FILES.values())} (each optionally .gz), or copy them to {cache}, or go online "
-        "once so that torchvision can download them."
+        "once so that torchvision (pip install 'stftblur[vision]') can download them."
     )
     if name == "fashion-mnist":
         hint += " On Debian: apt-get install dataset-fashion-mnist."

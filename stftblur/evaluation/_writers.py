@@ -12,6 +12,7 @@ import numpy as np
 
 from stftblur._atomic import PathLike, atomic_write
 from stftblur.evaluation._report import EvalReport
+from stftblur.errors import require_extra
 from stftblur.viz import save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,6 +102,7 @@ def plot_report(report: EvalReport, path: PathLike) -> Path:
         >>> plot_report(evaluate_folder(d), d / "plot.png").read_bytes()[:4]
         b'\\x89PNG'
     """
+    require_extra("matplotlib", "plot", "plot_report (stftblur eval --plot)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

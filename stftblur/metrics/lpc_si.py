@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from stftblur._checks import check_image, check_positive_float, check_positive_int
+from stftblur.errors import require_extra
 from stftblur.metrics import _lpc_native
 from stftblur.metrics.fidelity import _compute_dtype
 
@@ -615,7 +616,7 @@ def blur_effect(images: torch.Tensor, data_range: float = 1.0, h_size: int = 11)
     A thin wrapper of :func:`skimage.measure.blur_effect` for batches: 0 is sharp, 1 is
     blurred (the opposite direction to :func:`lpc_si`). It compares the gradients of the image
     with those of a copy blurred by an ``h_size`` box filter, along each axis, and keeps the
-    worse axis.
+    worse axis. Needs scikit-image, the ``skimage`` extra (``pip install 'stftblur[skimage]'``).
 
     Convention:
         ``images`` in [0, ``data_range``] are divided by ``data_range`` and handed to
@@ -640,7 +641,7 @@ def blur_effect(images: torch.Tensor, data_range: float = 1.0, h_size: int = 11)
         >>> bool(blur_effect(x) < blur_effect(torch.nn.functional.avg_pool2d(x, 5, 1, 2)))
         True
     """
-    from skimage.measure import blur_effect as _skimage_blur_effect
+    _skimage_blur_effect = require_extra("skimage.measure", "skimage", "blur_effect").blur_effect
 
     x = _check_images(images)
     data_range = check_positive_float(data_range, "data_range")

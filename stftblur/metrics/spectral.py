@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional, Tuple, Union
 import torch
 
 from stftblur._checks import check_image, check_positive_int
+from stftblur.errors import require_extra
 from stftblur.metrics.fidelity import _compute_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -559,6 +560,7 @@ def plot_spectra(
         >>> [ax.get_xlabel() for ax in fig.axes][-1]
         'spatial frequency (cycles per pixel)'
     """
+    require_extra("matplotlib", "plot", "plot_spectra")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
