@@ -15,13 +15,21 @@ A run directory holds (see ``docs/vae.md``)::
 Everything but the PNG exports is written atomically (temporary file + rename).
 ``train_state.pt`` alone decides where a resumed run continues; it is written before
 ``model.safetensors``. :func:`save_checkpoint` and :func:`restore_checkpoint` are the only
-code that knows its format.
+code that knows its format: a :func:`torch.save` archive of tensors and plain containers
+(dict, list, tuple, str, int, float, bool, None), read back with ``torch.load(weights_only=True)``,
+PyTorch's restricted unpickler, so a file from someone else cannot run code (one legacy value of
+older files is read as a plain string first: :func:`_load_state_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import pickle
+import pickletools
+import re
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -375,7 +383,7 @@ def save_checkpoint(out_dir: PathLike, state: TrainingState, metrics_offset: int
         "noise_generator": state.noise_generator.get_state(),
         "metrics_offset": metrics_offset,
         "log_window": {"sums": {k: v.detach().cpu() for k, v in state.window.sums.items()}, "count": state.window.count},
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a plain str: torch.__version__ is a str subclass
     }
     atomic_write(out / STATE_FILE, lambda tmp: torch.save(checkpoint, tmp))
     position = {"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch, "step": state.step}
@@ -389,11 +397,15 @@ def restore_checkpoint(out_dir: PathLike, state: TrainingState) -> Optional[int]
 
     Reads checkpoints of every stftblur version (those before the loss window was saved
     restore an empty window). Tensors of the window are moved to the model's device.
+
+    The file is read with PyTorch's restricted unpickler (``weights_only=True``): one that holds
+    anything but tensors and plain containers (a pickle that would call a function, build an
+    object, ...) is refused with a :class:`RunDirError` naming it, before ``state`` is changed.
     """
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = _load_state_file(path)
     state.model.load_state_dict(checkpoint["model"])
     state.optimizer.load_state_dict(checkpoint["optimizer"])
     state.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -408,6 +420,108 @@ def restore_checkpoint(out_dir: PathLike, state: TrainingState) -> Optional[int]
         state.window.sums = {k: v.to(device) for k, v in saved_window["sums"].items()}
         state.window.count = saved_window["count"]
     return int(checkpoint["metrics_offset"])
+
+
+# Keys every train_state.pt holds ("log_window" is absent in those of the oldest versions).
+_STATE_KEYS = ("epoch", "batch_in_epoch", "step", "model", "optimizer", "scheduler", "data_generator",
+               "noise_generator", "metrics_offset")
+# The one value of older train_state.pt files that weights_only=True refuses: "torch_version"
+# was torch.__version__, pickled as an instance of this str subclass.
+_LEGACY_VERSION_GLOBAL = "torch.torch_version TorchVersion"
+_PUT_OPS = ("BINPUT", "LONG_BINPUT", "MEMOIZE")
+
+
+def _legacy_version_as_str(pkl: bytes) -> bytes:
+    """``pkl`` (a data.pkl) with the construction of a ``TorchVersion`` from a string replaced
+    by the string itself; unchanged unless it has exactly the shape torch.save writes for it.
+
+    The pickle is only parsed (:func:`pickletools.genops` executes nothing); what comes out
+    still goes through the restricted unpickler, so this can make a file loadable but never
+    lets anything else through.
+    """
+    try:
+        ops = list(pickletools.genops(pkl))
+    except Exception:  # a malformed pickle: left to the restricted unpickler to refuse
+        return pkl
+    out, start = [], 0
+    for i, (op, arg, pos) in enumerate(ops):
+        if op.name != "GLOBAL" or arg != _LEGACY_VERSION_GLOBAL:
+            continue
+        # GLOBAL [put] <str> [put] TUPLE1 [put] NEWOBJ  ->  <str>
+        shape = [o.name for o, _, _ in ops[i + 1 : i + 9]]
+        names = [n for n in shape if n not in _PUT_OPS]
+        if names[:3] not in (["BINUNICODE", "TUPLE1", "NEWOBJ"], ["SHORT_BINUNICODE", "TUPLE1", "NEWOBJ"]):
+            return pkl
+        k_str = i + 1 + shape.index(names[0])
+        k_new = i + 1 + shape.index("NEWOBJ")
+        out += [pkl[start:pos], pkl[ops[k_str][2] : ops[k_str + 1][2]]]
+        start = ops[k_new + 1][2]
+    return b"".join(out + [pkl[start:]]) if out else pkl
+
+
+def _without_legacy_version(data: bytes) -> bytes:
+    """The bytes of a torch.save archive with :func:`_legacy_version_as_str` applied to its
+    data.pkl (a new archive in memory); ``data`` itself when there is nothing to replace."""
+    if b"torch_version\nTorchVersion" not in data:  # archive members are stored uncompressed
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        infos = src.infolist()
+        if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+            return data
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+            for info in infos:
+                member = src.read(info)
+                if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1:
+                    member = _legacy_version_as_str(member)
+                dst.writestr(info.filename, member)
+    return buf.getvalue()
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The reason in an error of torch.load(weights_only=True), without its advice."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    elif text.startswith("Weights only load failed"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    for advice in ("Please use `torch.serialization", "Check the documentation"):
+        text = text.split(advice, 1)[0]
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _load_state_file(path: Path) -> Dict[str, Any]:
+    """The dict in ``train_state.pt``, read with ``torch.load(weights_only=True)``.
+
+    Files written by earlier stftblur code hold ``torch_version`` as an instance of PyTorch's
+    ``TorchVersion``, which that loader refuses; it is read as the plain string it is
+    (:func:`_without_legacy_version`), for this call only: no process-wide allowlist
+    (``torch.serialization.add_safe_globals`` and its ``safe_globals`` context manager change a
+    module-level set that every thread's torch.load reads).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RunDirError(f"cannot read {path}: {e}") from e
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise RunDirError(f"{path} is not a train-vae checkpoint (not a torch.save zip archive); not loading it")
+    try:
+        source = _without_legacy_version(data)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise RunDirError(f"cannot read {path}: {e}") from None
+    try:
+        checkpoint = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RunDirError(
+            f"refusing to load {path}: it holds more than the tensors and plain containers of a train-vae "
+            f"checkpoint, and it is only read with torch.load(weights_only=True) ({_unpickler_reason(e)})"
+        ) from None
+    except Exception as e:  # a damaged archive (RuntimeError from PyTorch's zip reader, ...)
+        raise RunDirError(f"cannot read {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
+    missing = [k for k in _STATE_KEYS if k not in checkpoint] if isinstance(checkpoint, dict) else list(_STATE_KEYS)
+    if missing or checkpoint.get("format") != CONFIG_FORMAT:
+        raise RunDirError(f"{path} is not a train-vae checkpoint (format {checkpoint.get('format') if isinstance(checkpoint, dict) else None!r}, missing {missing})")
+    return checkpoint
 
 
 def write_summary(out_dir: PathLike, summary: Mapping[str, Any]) -> None:
