@@ -1,4 +1,4 @@
-"""`stftblur eval` and stftblur.evaluate on folders the tests write, against scikit-image."""
+"""`stftblur eval` and stftblur.evaluation on folders the tests write, against scikit-image."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The library's structure: one LocalPhaseConfig, the metric registry, the run directory, deprecated
-names, __all__ everywhere and one exception base (issue 13)."""
+"""The library's structure: one LocalPhaseConfig, the metric registry, the run directory, no shims
+for names that were never released, __all__ everywhere and one exception base (issues 13, 24)."""
 
 from __future__ import annotations
 
@@ -186,30 +186,20 @@ def test_every_public_module_declares_all() -> None:
             assert hasattr(module, name), (info.name, name)
 
 
-@pytest.mark.parametrize(
-    "old,name,new",
-    [
-        ("stftblur.evaluate", "evaluate_folder", "stftblur.evaluation"),
-        ("stftblur.evaluate", "read_image", "stftblur.io"),
-        ("stftblur.training", "save_grid", "stftblur.io"),
-        ("stftblur.training.export", "to_uint8", "stftblur.io"),
-    ],
-)
-def test_moved_names_still_work_with_a_warning(old: str, name: str, new: str) -> None:
+@pytest.mark.parametrize("module", ["stftblur.evaluate", "stftblur.training.export", "stftblur.training.system",
+                                    "stftblur._deprecated"])
+def test_shims_of_unreleased_names_are_gone(module: str) -> None:
     import importlib
 
-    with pytest.warns(DeprecationWarning, match=f"moved to {new}.{name}"):
-        obj = getattr(importlib.import_module(old), name)
-    assert obj is getattr(importlib.import_module(new), name)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(module)
 
 
-def test_moved_metric_constants_still_work_with_a_warning() -> None:
-    import stftblur.evaluate as old
+def test_unreleased_names_are_not_forwarded() -> None:
+    import stftblur.training
 
-    with pytest.warns(DeprecationWarning, match="stftblur.metrics.METRICS"):
-        assert old.REFERENCE_METRICS == ("psnr", "ssim")
-    with pytest.warns(DeprecationWarning):
-        assert old.SSIM_WINDOW == 11
+    for name in ("save_grid", "to_uint8", "tune_allocator"):
+        assert not hasattr(stftblur.training, name), name
 
 
 def test_every_library_error_has_one_base() -> None:

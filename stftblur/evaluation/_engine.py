@@ -101,13 +101,12 @@ def check_metrics(metrics: Sequence[str], with_reference: bool) -> Tuple[str, ..
     return tuple(m for m in known if m in names)
 
 
-def metric_settings(metrics: Sequence[str], lpc: Optional[Any] = None) -> Dict[str, Any]:
+def metric_settings(metrics: Sequence[str]) -> Dict[str, Any]:
     """The exact settings of each metric as written to the JSON report.
 
     Convention:
         Images in [0, 1] (``data_range`` 1), float32; each metric's
-        :attr:`~stftblur.metrics.Metric.settings` (``lpc``, an ``LPCSISettings``, replaces
-        those of LPC-SI; deprecated).
+        :attr:`~stftblur.metrics.Metric.settings`.
 
     Examples:
         >>> metric_settings(["psnr"])["psnr"]
@@ -118,10 +117,7 @@ def metric_settings(metrics: Sequence[str], lpc: Optional[Any] = None) -> Dict[s
         "dtype": "float32",
     }
     for name in metrics:
-        settings = dict(get_metric(name).settings)
-        if name == "lpc_si" and lpc is not None:
-            settings.update(lpc.as_dict())
-        out[name] = settings
+        out[name] = dict(get_metric(name).settings)
     return out
 
 

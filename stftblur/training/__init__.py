@@ -6,7 +6,6 @@ minimises), :mod:`~stftblur.training.run_dir` (where it is stored, how it resume
 test metrics and prior samples).
 """
 
-from stftblur._deprecated import moved
 from stftblur.training.config import TrainConfig, make_train_config
 from stftblur.training.evaluation import (
     evaluate_checkpoint,
@@ -50,11 +49,3 @@ __all__ = [
     "vae_figures",
 ]
 
-# Moved for one release: image writing to stftblur.io; process-wide tuning to the command line.
-__getattr__ = moved(
-    "stftblur.training",
-    {
-        **{n: "stftblur.io" for n in ("make_grid", "save_grid", "save_images", "save_png", "to_uint8")},
-        "tune_allocator": "stftblur_cli._process",  # imported only when this old name is used
-    },
-)
