@@ -73,7 +73,7 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
-        top = module.split(".")[0]
-        if e.name is not None and e.name != top and not module.startswith(e.name + "."):
+        if e.name is not None and e.name != module and not module.startswith(e.name + "."):
             raise  # the package is there, one of its own dependencies is not
+        top = module.split(".")[0]
         raise MissingExtraError(feature, _PIP_NAMES.get(top, top), extra) from None

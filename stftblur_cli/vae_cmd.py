@@ -417,8 +417,9 @@ def models_cmd(as_json: bool) -> None:
         click.echo(json.dumps(cards, indent=1))
         return
     if not cards:
-        click.echo("no shipped models: set STFTBLUR_MODELS to a folder of <name>/model.safetensors, "
-                   "or run from a source checkout that has models/")
+        click.echo("no shipped models: this installation carries none (an installed wheel has them in "
+                   "stftblur/_shipped, a source checkout in models/); set STFTBLUR_MODELS to a folder of "
+                   "<name>/model.safetensors")
         return
     click.echo(f"shipped models in {models_dir()}")
     click.echo(f"{'name':<14} {'loss':<10} {'PSNR / SSIM':>14} {'LPC-SI':>7} {'deficit dB':>10} {'KL nats':>8}  card")

@@ -11,13 +11,17 @@ __all__ = ["models_dir", "shipped_models", "shipped_checkpoint", "shipped_cards"
 
 
 def models_dir() -> Optional[Path]:
-    """The folder of shipped models: ``$STFTBLUR_MODELS``, else ``models/`` of the source checkout.
+    """The folder of shipped models: ``$STFTBLUR_MODELS``, else the installed package's, else the checkout's.
 
     Convention:
         Each shipped model is a sub-folder ``<name>/`` holding ``model.safetensors`` and its
-        model card ``README.md`` (``card.json`` for the numbers). The folder ships with the
-        repository, not with a wheel: an installed package without a checkout finds models
-        only through ``$STFTBLUR_MODELS``. Returns None when neither exists.
+        model card ``README.md`` (``card.json`` for the numbers). Their home is ``models/`` at
+        the root of the repository; a wheel carries them as ``stftblur/_shipped/`` (setup.py's
+        build step copies them), so an installed package finds them from any folder. Looked at,
+        in order: ``$STFTBLUR_MODELS`` when set (returned as given), ``stftblur/_shipped`` of
+        the installed package, ``models/`` of the source checkout the package is imported from
+        (an editable install or a ``PYTHONPATH`` checkout, recognised by its ``pyproject.toml``).
+        Returns None when none exists.
 
     Examples:
         >>> d = models_dir()
@@ -27,8 +31,14 @@ def models_dir() -> Optional[Path]:
     env = os.environ.get("STFTBLUR_MODELS")
     if env:
         return Path(env)
-    checkout = Path(__file__).resolve().parents[2] / "models"
-    return checkout if checkout.is_dir() else None
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "_shipped"
+    if installed.is_dir():
+        return installed
+    checkout = package.parent / "models"
+    if checkout.is_dir() and (package.parent / "pyproject.toml").is_file():
+        return checkout
+    return None
 
 
 def _slug(name: str) -> str:
