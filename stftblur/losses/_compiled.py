@@ -30,179 +30,26 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from stftblur import _native
 from stftblur._native import PARALLEL_MIN_WORK, NativeLibrary, run_parallel  # noqa: F401 (re-exported)
 
 __all__: List[str] = []
 
 PHASE_MODES = {"wrapped": 0, "raw": 1, "cosine": 2}
 
-_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
+SOURCE = "local_phase.c"  # in stftblur/csrc
+_REALS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-/* atan on [0, 1]: Cephes' atanf reduction and polynomial (relative error about 2e-7). Both
-   branches are computed and selected, so that the loop vectorizes without masked operations. */
-static inline float atan01(float t) {
-    int big = t > 0.41421356237309503f;
-    float u = (t - 1.0f) / (t + 1.0f);
-    float x = big ? u : t;
-    float y0 = big ? 0.78539816339744831f : 0.0f;
-    float z = x * x;
-    return y0 + ((((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z
-                  - 3.33329491539e-1f) * z * x + x);
-}
-
-/* atan2 for arguments that are never -0.0 (the callers add +0.0 first). */
-static inline float atan2_nz(float y, float x) {
-    float ax = fabsf(x), ay = fabsf(y);
-    int swap = ay > ax;
-    float mx = swap ? ay : ax, mn = swap ? ax : ay;
-    float t = mn / (mx > 0.0f ? mx : 1.0f);
-    float r = atan01(t);
-    r = swap ? 1.57079632679489662f - r : r;
-    r = x < 0.0f ? 3.14159265358979324f - r : r;
-    return copysignf(r, y);
-}
-
-static inline float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
-
-/* One run of n coefficients. fo, ft: interleaved complex; go, gt: the gradients, written over
-   fo, ft (element j is read before it is written); wv, wa, wp: the value weight and the two
-   gradient weights. MODE, NO, NT, OFF are compile-time constants at every call, so that the loop
-   has no branches. */
-static inline __attribute__((always_inline)) double run(
-        const int MODE, const int NO, const int NT, const int OFF, float *fo, float *ft,
-        const float *wv, const float *wa, const float *wp, int64_t n,
-        float pw, float aw, float off, float eps2) {
-    const float tiny = 1e-12f, tiny2 = 1e-24f;
-    float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-    for (int64_t j = 0; j < n; ++j) {
-        float a = fo[2 * j], b = fo[2 * j + 1], c = ft[2 * j], d = ft[2 * j + 1];
-        float po = a * a + b * b, pt = c * c + d * d;
-        float ao = sqrtf(po), at = sqrtf(pt);
-        float sa = ao - at;
-        float per = fabsf(sa) * aw;
-        sa = signf(sa);
-        float xo = a, xt = c, qo = po, qt = pt, g;
-        if (MODE == 1) {                      /* raw */
-            if (OFF) {
-                xo = a + off; xt = c + off;
-                qo = xo * xo + b * b; qt = xt * xt + d * d;
-            } else {
-                xo = a + 0.0f; xt = c + 0.0f;
-            }
-            float dphi = atan2_nz(b + 0.0f, xo) - atan2_nz(d + 0.0f, xt);
-            per = per + pw * fabsf(dphi);
-            g = signf(dphi);
-        } else {
-            float re = a * c + b * d + 0.0f;
-            float im = b * c - a * d;
-            if (MODE == 0) {                  /* wrapped */
-                per = per + pw * atan2_nz(fabsf(im), re);
-                g = signf(im);
-            } else {                          /* cosine */
-                float prod = ao * at;
-                float has = prod > 0.0f ? 1.0f : 0.0f;
-                float norm = prod > tiny2 ? prod : tiny2;
-                per = per + pw * ((-(re / norm) + 1.0f) * has);
-                g = im / norm * has;
-            }
-        }
-        acc += per * wv[j];
-        if (NO) {
-            float ca = sa / (ao > tiny ? ao : tiny) * wa[j];
-            float cp = g / (qo > eps2 ? qo : eps2) * wp[j];
-            fo[2 * j] = xo * ca - b * cp;
-            fo[2 * j + 1] = b * ca + xo * cp;
-        }
-        if (NT) {
-            float ca = -(sa / (at > tiny ? at : tiny) * wa[j]);
-            float cp = -(g / (qt > eps2 ? qt : eps2) * wp[j]);
-            ft[2 * j] = xt * ca - d * cp;
-            ft[2 * j + 1] = d * ca + xt * cp;
-        }
-    }
-    return (double)acc;
-}
-
-#define PATCHES(MODE, NO, NT, OFF) \
-    for (int64_t i = i0; i < i1; ++i) { \
-        double s = 0.0; \
-        for (int64_t p = 0; p < rows; ++p) { \
-            int64_t o = 2 * (i * s_patch + p * s_row); \
-            s += run(MODE, NO, NT, OFF, fo + o, ft + o, wv + p * len, wa + p * len, wp + p * len, \
-                     len, pw, aw, off, eps2); \
-        } \
-        sums[i] = s; \
-    }
-#define GRADS(MODE, OFF) \
-    if (no && nt) { PATCHES(MODE, 1, 1, OFF) } else if (no) { PATCHES(MODE, 1, 0, OFF) } \
-    else if (nt) { PATCHES(MODE, 0, 1, OFF) } else { PATCHES(MODE, 0, 0, OFF) }
-
-/* Patches i0..i1 of (rows x len) coefficients each (strides in complex elements, every run
-   contiguous); sums[i] = the weighted value of patch i; the gradients (when no / nt) replace
-   fo / ft. mode: 0 wrapped, 1 raw, 2 cosine. */
-void lpl_terms(int mode, float *fo, float *ft, int no, int nt,
-               const float *wv, const float *wa, const float *wp,
-               int64_t i0, int64_t i1, int64_t rows, int64_t len, int64_t s_patch, int64_t s_row,
-               float pw, float aw, float off, float eps2, double *sums) {
-    if (mode == 0) { GRADS(0, 0) }
-    else if (mode == 1 && off != 0.0f) { GRADS(1, 1) }
-    else if (mode == 1) { GRADS(1, 0) }
-    else { GRADS(2, 0) }
-}
-
-/* Overlap-add: out (n, H, W) contiguous, rows r0..r1 of the flattened (n * H) row index, gets
-   sum over patches (k, l) of win[r, c] * pat[i, k, l, r, c] at (k * s + r, l * s + c), for
-   r < R, c < C. pat strides (in floats) sn, sk, sl, sr, sc; win (R, C) contiguous or NULL. */
-void lpl_overlap_add(const float *pat, const float *win, float *out, int64_t r0, int64_t r1,
-                     int64_t H, int64_t W, int64_t K, int64_t L, int64_t R, int64_t C, int64_t s,
-                     int64_t sn, int64_t sk, int64_t sl, int64_t sr, int64_t sc) {
-    for (int64_t q = r0; q < r1; ++q) {
-        int64_t i = q / H, y = q % H;
-        float *o = out + q * W;
-        for (int64_t x = 0; x < W; ++x) o[x] = 0.0f;
-        int64_t k_lo = y >= R ? (y - R) / s + 1 : 0;
-        int64_t k_hi = y / s;
-        if (k_hi > K - 1) k_hi = K - 1;
-        for (int64_t k = k_lo; k <= k_hi; ++k) {
-            int64_t r = y - k * s;
-            if (r < 0 || r >= R) continue;
-            const float *wr = win ? win + r * C : 0;
-            for (int64_t l = 0; l < L; ++l) {
-                const float *pr = pat + i * sn + k * sk + l * sl + r * sr;
-                float *ol = o + l * s;
-                if (wr) {
-                    if (sc == 1) {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) ol[c] += wr[c] * pr[c];
-                    } else {
-                        for (int64_t c = 0; c < C; ++c) ol[c] += wr[c] * pr[c * sc];
-                    }
-                } else {
-                    if (sc == 1) {
-#pragma omp simd
-                        for (int64_t c = 0; c < C; ++c) ol[c] += pr[c];
-                    } else {
-                        for (int64_t c = 0; c < C; ++c) ol[c] += pr[c * sc];
-                    }
-                }
-            }
-        }
-    }
-}
-"""
 
 def _declare(lib: ctypes.CDLL) -> None:
-    i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
-    lib.lpl_terms.argtypes = [ctypes.c_int, ptr, ptr, ctypes.c_int, ctypes.c_int] + [ptr] * 3 + [i64] * 6 + [f32] * 4 + [ptr]
-    lib.lpl_terms.restype = None
+    i64, f32, ptr, c_int = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
+    lib.lpl_terms.argtypes = [c_int, ptr, ptr, c_int, c_int] + [ptr] * 3 + [i64] * 6 + [f32] * 4 + [ptr]
+    lib.lpl_terms.restype = c_int
     lib.lpl_overlap_add.argtypes = [ptr] * 3 + [i64] * 14
-    lib.lpl_overlap_add.restype = None
+    lib.lpl_overlap_add.restype = c_int
 
 
-LIBRARY = NativeLibrary("local_phase", _SOURCE, _declare)
+LIBRARY = NativeLibrary("local_phase", SOURCE, _declare)
 _run_parallel = run_parallel
 
 
@@ -230,10 +77,6 @@ def set_enabled(enabled: Optional[bool]) -> None:
     LIBRARY.enabled = enabled
 
 
-def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
-    return None if t is None else t.data_ptr()
-
-
 def _run_layout(fo: torch.Tensor, ft: torch.Tensor) -> Optional[Tuple[int, int, int, int, int, bool]]:
     """(patches, rows, run length, patch stride, row stride, swap) when fo and ft (same strides)
     are evenly strided patches of (P, Q) coefficients with one contiguous axis (the last, or
@@ -259,8 +102,97 @@ def _run_layout(fo: torch.Tensor, ft: torch.Tensor) -> Optional[Tuple[int, int, 
         expect *= d
         patches *= d
     if sp == q:  # the whole patch is one contiguous run
-        return patches, 1, p * q, s_patch, p * q, swap
+        p, q, sp = 1, p * q, p * q
+    if not _disjoint_runs(patches, p, q, s_patch, sp):  # e.g. expanded: the kernel writes in place
+        return None
     return patches, p, q, s_patch, sp, swap
+
+
+def _disjoint_runs(patches: int, rows: int, length: int, s_patch: int, s_row: int) -> bool:
+    """Whether the runs (patch i, row p) at i * s_patch + p * s_row of ``length`` elements are
+    pairwise disjoint (a sufficient condition: rows one after another, patches too)."""
+    return (rows <= 1 or s_row >= length) and (patches <= 1 or s_patch >= (rows - 1) * s_row + length)
+
+
+def _check_weight(w: object, name: str, fo: torch.Tensor, pq: Tuple[int, int]) -> torch.Tensor:
+    w = _native.check_tensor(w, name, dtypes=_REALS, cpu=False)
+    if w.device != fo.device:
+        raise ValueError(f"{name} must be on the device of fo ({fo.device}), got {w.device}")
+    try:
+        ok = tuple(torch.broadcast_shapes(w.shape, pq)) == pq
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must broadcast to the coefficient shape {pq}, got shape {tuple(w.shape)}")
+    return w
+
+
+def _check_terms_args(fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance,  # type: ignore[no-untyped-def]
+                      phase_offset, eps, need_o, need_t) -> None:
+    """What :func:`coefficient_terms` is given, checked whichever path then serves it."""
+    fo = _native.check_tensor(fo, "fo", dtypes=(torch.complex64, torch.complex128), cpu=False)
+    ft = _native.check_tensor(ft, "ft", dtype=fo.dtype, cpu=False)
+    if ft.device != fo.device:
+        raise ValueError(f"ft must be on the device of fo ({fo.device}), got {ft.device}")
+    if fo.dim() < 3:
+        raise ValueError(f"fo must have at least 3 dimensions (images, ..., P, Q), got shape {tuple(fo.shape)}")
+    if ft.shape != fo.shape:
+        raise ValueError(f"ft must have the shape of fo {tuple(fo.shape)}, got {tuple(ft.shape)}")
+    pq = (fo.shape[-2], fo.shape[-1])
+    for w, name in ((w_val, "w_val"), (w_amp, "w_amp"), (w_ph, "w_ph")):
+        _check_weight(w, name, fo, pq)
+    if phase_distance not in PHASE_MODES:
+        raise ValueError(f"phase_distance must be one of {sorted(PHASE_MODES)}, got {phase_distance!r}")
+    for value, name in ((phase_weight, "phase_weight"), (amplitude_weight, "amplitude_weight"),
+                        (phase_offset, "phase_offset"), (eps, "eps")):
+        _native.check_float(value, name)
+    for value, name in ((need_o, "need_o"), (need_t, "need_t")):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def _terms_kernel(
+    lib: ctypes.CDLL, mode: int, fo: torch.Tensor, ft: torch.Tensor, need_o: bool, need_t: bool,
+    weights: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], layout: Tuple[int, int, int, int, int],
+    params: Tuple[float, float, float, float], sums: torch.Tensor,
+) -> None:
+    """The checked call of ``lpl_terms``: ``layout`` = (patches, rows, run length, patch stride,
+    row stride) of fo and ft (complex64, same strides) in complex elements; ``weights`` (rows,
+    length) float32 contiguous; ``sums`` (patches,) float64. Raises before any pointer is read."""
+    _native.check_tensor(fo, "fo", dtype=torch.complex64)
+    _native.check_tensor(ft, "ft", dtype=torch.complex64)
+    if ft.stride() != fo.stride() or ft.shape != fo.shape:
+        raise ValueError("fo and ft must have the same shape and strides")
+    patches, rows, length, s_patch, s_row = layout
+    if min(layout) < 0:
+        raise ValueError(f"layout must be non-negative, got {layout}")
+    if mode not in PHASE_MODES.values():
+        raise ValueError(f"mode must be one of {sorted(PHASE_MODES.values())}, got {mode}")
+    for w, name in zip(weights, ("w_val", "w_amp", "w_ph")):
+        _native.check_tensor(w, name, dtype=torch.float32, shape=(rows, length), contiguous=True)
+    _native.check_tensor(sums, "sums", dtype=torch.float64, shape=(patches,), contiguous=True)
+    if patches and rows and length:
+        last = (patches - 1) * s_patch + (rows - 1) * s_row + length - 1
+        extent = sum((d - 1) * s for d, s in zip(fo.shape, fo.stride()) if d > 0)
+        if last > extent:  # the runs must lie inside the tensors (and so inside their storage)
+            raise ValueError(f"layout {layout} addresses beyond fo and ft (shape {tuple(fo.shape)}, "
+                             f"strides {fo.stride()})")
+        if (need_o or need_t) and not _disjoint_runs(patches, rows, length, s_patch, s_row):
+            raise ValueError(f"layout {layout}: patches or rows overlap, and the kernel writes them")
+        for t, name in ((fo, "fo"), (ft, "ft")):
+            _native.check_span(torch.view_as_real(t), name, 2 * last + 1)
+        if need_o or need_t:
+            _native.check_disjoint(fo, ft, "fo and ft")
+    pw, aw, off, eps2 = params
+    fo_ptr, ft_ptr = torch.view_as_real(fo).data_ptr(), torch.view_as_real(ft).data_ptr()
+    wv, wa, wp = (w.data_ptr() for w in weights)
+    out = sums.data_ptr()
+
+    def fn(i0: int, i1: int) -> None:
+        _native.check_status(lib.lpl_terms(mode, fo_ptr, ft_ptr, int(need_o), int(need_t), wv, wa, wp, i0, i1,
+                                           rows, length, s_patch, s_row, pw, aw, off, eps2, out), "lpl_terms")
+
+    _run_parallel(fn, patches, rows * length)
 
 
 def coefficient_terms(
@@ -277,16 +209,26 @@ def coefficient_terms(
     need_o: bool,
     need_t: bool,
 ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]]:
-    """The compiled twin of ``local_phase._coefficient_terms``; None where it does not apply.
+    """The compiled twin of ``local_phase._coefficient_terms``; None where it does not serve
+    (kernels unavailable, ``torch.compile`` tracing, complex128, not on the CPU).
 
     The gradients are written over ``fo`` and ``ft`` (which the caller no longer needs) and
-    returned as those tensors.
+    returned as those tensors. Inconsistent arguments (dtypes, shapes, devices, a weight that
+    does not broadcast to the coefficient shape, an unknown ``phase_distance``) raise
+    TypeError or ValueError naming the argument, on every path.
     """
     if torch.compiler.is_compiling():  # opaque pointer writes cannot be traced: reference path
         return None
-    lib = _library()
-    if lib is None or fo.dtype != torch.complex64 or fo.device.type != "cpu" or fo.dim() < 3:
+    _check_terms_args(fo, ft, w_val, w_amp, w_ph, phase_weight, amplitude_weight, phase_distance, phase_offset,
+                      eps, need_o, need_t)
+    if fo.dtype != torch.complex64 or fo.device.type != "cpu":
         return None
+    lib = _library()
+    if lib is None:
+        return None
+    fo, ft = fo.resolve_conj(), ft.resolve_conj()
+    if (need_o or need_t) and _native.overlaps(fo, ft):  # the gradients are written over both
+        ft = ft.clone()
     layout = _run_layout(fo, ft)
     if layout is None:  # e.g. the rows transform's strided FFT output: one copy makes it simple
         fo, ft = fo.contiguous(), ft.contiguous()
@@ -298,54 +240,87 @@ def coefficient_terms(
     wv, wa, wp = (w.expand(p, q) for w in (w_val, w_amp, w_ph))
     if swap:
         wv, wa, wp = (w.transpose(0, 1) for w in (wv, wa, wp))
-    wv, wa, wp = (w.to(torch.float32).contiguous() for w in (wv, wa, wp))
-    fo_f = torch.view_as_real(fo)
-    ft_f = torch.view_as_real(ft)
+    wv, wa, wp = (w.to(torch.float32).contiguous().view(rows, length) for w in (wv, wa, wp))
     sums = torch.empty(patches, dtype=torch.float64)
-    go = fo if need_o else None
-    gt = ft if need_t else None
-    args = (
-        PHASE_MODES[phase_distance], fo_f.data_ptr(), ft_f.data_ptr(), int(need_o), int(need_t),
-        wv.data_ptr(), wa.data_ptr(), wp.data_ptr(),
-    )
-    tail = (rows, length, s_patch, s_row, float(phase_weight), float(amplitude_weight), float(phase_offset),
-            float(eps) * float(eps), sums.data_ptr())
+    params = (float(phase_weight), float(amplitude_weight), float(phase_offset), float(eps) * float(eps))
+    _terms_kernel(lib, PHASE_MODES[phase_distance], fo, ft, need_o, need_t, (wv, wa, wp),
+                  (patches, rows, length, s_patch, s_row), params, sums)
+    values = sums.view(n, -1).sum(1).to(torch.float32) if n else torch.zeros(0, dtype=torch.float32)
+    return values, (fo if need_o else None), (ft if need_t else None)
 
-    def fn(i0: int, i1: int) -> None:
-        lib.lpl_terms(*args, i0, i1, *tail)
 
-    _run_parallel(fn, patches, p * q)
-    values = sums.view(n, -1).sum(1).to(torch.float32)
-    return values, go, gt
+def _overlap_add_kernel(
+    lib: ctypes.CDLL, patches: torch.Tensor, win: Optional[torch.Tensor], out: torch.Tensor, stride: int
+) -> None:
+    """The checked call of ``lpl_overlap_add``: ``patches`` (n, K, L, R, C) float32, any
+    strides; ``win`` None or (>= R, C) float32 contiguous; ``out`` (n, H, W) float32
+    contiguous, every patch inside it. Raises before any pointer is read."""
+    _native.check_tensor(patches, "patches", dtype=torch.float32, dim=5)
+    n, k, l, r, c = patches.shape
+    _native.check_tensor(out, "out", dtype=torch.float32, dim=3, contiguous=True)
+    _native.check_int(stride, "stride", 1)
+    n_out, height, width = out.shape
+    if n_out != n:
+        raise ValueError(f"out must hold {n} images, got shape {tuple(out.shape)}")
+    if min(k, l, r, c) < 1 or (k - 1) * stride + r > height or (l - 1) * stride + c > width:
+        raise ValueError(f"patches of shape {tuple(patches.shape)} at stride {stride} do not fit in "
+                         f"{height}x{width} images")
+    if win is not None:
+        _native.check_tensor(win, "window", dtype=torch.float32, dim=2, contiguous=True)
+        if win.shape[0] < r or win.shape[1] != c:
+            raise ValueError(f"window must have shape ({r}, {c}) (or more rows), got {tuple(win.shape)}")
+    _native.check_disjoint(patches, out, "patches and out")
+    if n == 0 or height == 0 or width == 0:
+        return
+    pat_ptr, win_ptr, out_ptr = patches.data_ptr(), (0 if win is None else win.data_ptr()), out.data_ptr()
+    strides = patches.stride()
+
+    def fn(q0: int, q1: int) -> None:
+        _native.check_status(lib.lpl_overlap_add(pat_ptr, win_ptr or None, out_ptr, q0, q1, height, width, k, l, r, c,
+                                                 stride, *strides), "lpl_overlap_add")
+
+    _run_parallel(fn, n * height, width * max(1, (r * c) // (stride * stride)))
 
 
 def overlap_add(
     patches: torch.Tensor, window: Optional[torch.Tensor], height: int, width: int, stride: int
 ) -> Optional[torch.Tensor]:
-    """Window and overlap-add (n, K, L, R, C) float32 patch gradients into (n, height, width);
+    """Window and overlap-add (n, K, L, R, C) patch gradients into (n, height, width);
     patch (k, l) row r, column c lands at (k * stride + r, l * stride + c). None where the
-    compiled kernel does not apply."""
+    compiled kernel does not serve (kernels unavailable, ``torch.compile`` tracing, not
+    float32, not on the CPU). Patches that do not fit the images, a window of the wrong
+    shape or device raise ValueError or TypeError naming the argument, on every path."""
     if torch.compiler.is_compiling():
         return None
-    lib = _library()
-    if lib is None or patches.dtype != torch.float32 or patches.device.type != "cpu" or patches.dim() != 5:
-        return None
+    _native.check_tensor(patches, "patches", dtypes=_REALS, dim=5, cpu=False)
+    for value, name in ((height, "height"), (width, "width"), (stride, "stride")):
+        _native.check_int(value, name, 1)
     n, k, l, r, c = patches.shape
+    if window is not None:
+        _native.check_tensor(window, "window", dtypes=_REALS, dim=2, cpu=False)
+        if window.device != patches.device:
+            raise ValueError(f"window must be on the device of patches ({patches.device}), got {window.device}")
+        if window.shape[0] < r or window.shape[1] != c:
+            raise ValueError(f"window must have shape ({r}, {c}) (or more rows), got {tuple(window.shape)}")
+    if min(k, l, r, c) < 1 or (k - 1) * stride + r > height or (l - 1) * stride + c > width:
+        raise ValueError(f"patches of shape {tuple(patches.shape)} at stride {stride} do not fit in "
+                         f"{height}x{width} images")
+    if patches.dtype != torch.float32 or patches.device.type != "cpu":
+        return None
+    lib = _library()
+    if lib is None:
+        return None
+    patches = patches.resolve_neg()
+    if window is not None:
+        window = window[:r]
     sn, sk, sl, sr, sc = patches.stride()
     transpose = sr < sc  # work on the transposed images, so that the inner loop is contiguous
     if transpose:
-        k, l, r, c, sk, sl, sr, sc = l, k, c, r, sl, sk, sc, sr
+        patches = patches.transpose(1, 2).transpose(3, 4)
         height, width = width, height
         if window is not None:
             window = window.transpose(0, 1)
-    win = None
-    if window is not None:
-        win = window.to(torch.float32).contiguous()
+    win = None if window is None else window.to(torch.float32).contiguous()
     out = torch.empty(n, height, width, dtype=torch.float32)
-
-    def fn(q0: int, q1: int) -> None:
-        lib.lpl_overlap_add(patches.data_ptr(), _ptr(win), out.data_ptr(), q0, q1, height, width, k, l, r, c,
-                            stride, sn, sk, sl, sr, sc)
-
-    _run_parallel(fn, n * height, width * max(1, (r * c) // (stride * stride)))
+    _overlap_add_kernel(lib, patches, win, out, stride)
     return out.transpose(-1, -2) if transpose else out
