@@ -24,8 +24,7 @@ sys.path.insert(0, str(ROOT / "evals"))
 from table1 import rate  # noqa: E402
 
 from stftblur.data import load_dataset  # noqa: E402
-from stftblur.models import load_vae  # noqa: E402
-from stftblur.models.vae import load_author_checkpoint  # noqa: E402
+from stftblur.models import load_author_checkpoint, load_vae  # noqa: E402
 from stftblur.training.evaluation import evaluate_reconstructions  # noqa: E402
 
 

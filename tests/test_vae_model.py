@@ -20,7 +20,8 @@ from stftblur.models import (
     load_vae,
     save_vae,
 )
-from stftblur.models.vae import _ConvTransposeSame2, author_like_arrays
+from stftblur.models.checkpoints import author_like_arrays
+from stftblur.models.vae import _ConvTransposeSame2
 from stftblur.training import evaluate_reconstructions
 
 from ._vae_support import one_thread  # noqa: F401 (fixture)

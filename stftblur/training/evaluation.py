@@ -12,7 +12,8 @@ from stftblur._atomic import PathLike
 from stftblur._checks import check_choice, check_positive_int
 from stftblur.evaluation import compute_metrics
 from stftblur.metrics import RadialSpectrum, get_metric, plot_spectra, radial_power_spectrum, spectral_deficit
-from stftblur.models.vae import VAE, load_vae
+from stftblur.models.checkpoints import load_vae
+from stftblur.models.vae import VAE
 from stftblur.training.run_dir import RunDirError, load_run_config
 
 __all__ = ["Z_MODES", "evaluate_checkpoint", "evaluate_reconstructions", "lpc_si_of", "sample_prior", "vae_figures"]

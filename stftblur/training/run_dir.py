@@ -39,7 +39,8 @@ from stftblur import __version__
 from stftblur._atomic import PathLike, atomic_write, atomic_write_json, replace_outputs
 from stftblur.errors import StftblurError
 from stftblur.losses import _compiled
-from stftblur.models.vae import VAE, save_vae
+from stftblur.models.checkpoints import save_vae
+from stftblur.models.vae import VAE
 from stftblur.training.config import TrainConfig
 
 __all__ = [
