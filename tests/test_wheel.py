@@ -1,5 +1,7 @@
 """A wheel that works anywhere (issue #24): built from the checkout, installed with its core
-dependencies only into a fresh virtual environment, and used from another folder.
+dependencies only into a fresh virtual environment, and used from another folder: the losses,
+the metrics, ``stftblur models``, ``sample --checkpoint ours``, ``eval``, ``train-vae``,
+``eval-vae`` and ``compare``.
 
 The fresh venv gets no copy of torch (5 GB): the core dependencies' closure, computed from the
 built wheel's own ``Requires-Dist`` (no extras), is exposed from this interpreter's environment as a
@@ -11,6 +13,7 @@ extras (scipy, scikit-image, matplotlib, kornia, timm, torchvision) must not be 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -27,6 +30,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ._vae_support import write_idx_dataset
 from .conftest import ROOT
 
 # What the core install must not bring: the extras' packages (import names).
@@ -133,15 +137,67 @@ def test_the_wheel_carries_the_c_sources_and_every_shipped_model(wheel: Tuple[Pa
     assert not any(n.startswith(("tests/", "evals/", "models/", "examples/")) for n in names)
 
 
+def probe_numbers() -> Dict[str, object]:
+    """The losses and metrics on fixed inputs; run in the fresh venv (its source is sent there) and here."""
+    import torch
+
+    from stftblur.losses import FourierLoss, LocalPhaseLoss, SSIMLoss
+    from stftblur.metrics import lpc_si, psnr, radial_power_spectrum, spectral_deficit, ssim
+
+    out: Dict[str, object] = {}
+    for dtype in (torch.float32, torch.float64):  # float32 takes the compiled CPU kernels where there is a compiler
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(2, 1, 32, 32, generator=g).to(dtype)
+        y = (x + 0.1 * torch.rand(2, 1, 32, 32, generator=g).to(dtype)).clamp(0, 1)
+        x.requires_grad_(True)
+        loss = LocalPhaseLoss()(x, y)
+        loss.backward()
+        out[str(dtype)] = {
+            "loss": loss.item(), "grad": x.grad.abs().sum().item(),
+            "fourier": FourierLoss()(x, y).item(), "ssim_loss": SSIMLoss()(x, y).item(),
+            "psnr": psnr(x.detach(), y).tolist(), "ssim": ssim(x.detach(), y).tolist(), "lpc_si": lpc_si(y).tolist(),
+            "deficit": spectral_deficit(radial_power_spectrum(x.detach()), radial_power_spectrum(y)).deficit_db,
+        }
+    return out
+
+
+# Run in the fresh venv from another folder: the numbers, what an extra says when it is missing,
+# and the commands (through the CLI's own entry, several in one process to spare torch imports).
+DRIVER = """
+import importlib.util, json, sys
+from typing import Dict
+import stftblur
+from stftblur.errors import MissingExtraError
+from stftblur_cli.main import cli
+
+{probe}
+out = {{"file": stftblur.__file__, "numbers": probe_numbers()}}
+for name, fn in (("blur_effect", lambda: __import__("stftblur.metrics").metrics.blur_effect(__import__("torch").rand(1, 1, 16, 16))),
+                 ("viz", lambda: __import__("stftblur.viz").viz.image_panels({{"a": __import__("torch").rand(1, 1, 8, 8)}}))):
+    try:
+        fn()
+        out[name] = "no error"
+    except MissingExtraError as e:
+        out[name] = str(e)
+for args in {commands!r}:
+    cli.main(args, prog_name="stftblur", standalone_mode=False)
+out["forbidden"] = [m for m in {forbidden!r} if importlib.util.find_spec(m) is not None]
+out["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in {forbidden!r})
+print("PROBE " + json.dumps(out))
+"""
+
+
 def test_the_core_install_works_from_any_folder_without_the_extras(wheel: Tuple[Path, str], tmp_path: Path) -> None:
     whl, _ = wheel
-    meta = Parser().parsestr(zipfile.ZipFile(whl).read(f"{whl.name.split('-')[0]}-{whl.name.split('-')[1]}.dist-info/METADATA").decode())
+    name, version = whl.name.split("-")[:2]
+    meta = Parser().parsestr(zipfile.ZipFile(whl).read(f"{name}-{version}.dist-info/METADATA").decode())
     core = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
     dists = _core_closure(core)
     assert not {canonicalize_name(m) for m in ("scipy", "scikit-image", "matplotlib", "kornia", "timm", "torchvision")} & set(dists)
 
     venv = tmp_path / "venv"
-    env = _clean_env(STFTBLUR_CACHE=str(tmp_path / "cache"), MPLBACKEND="Agg")
+    cache = tmp_path / "cache"  # a fresh cache: the compiled kernels are built from the wheel's C sources
+    env = _clean_env(STFTBLUR_CACHE=str(cache))
     r = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     py = venv / "bin" / "python"
@@ -155,67 +211,47 @@ def test_the_core_install_works_from_any_folder_without_the_extras(wheel: Tuple[
 
     elsewhere = tmp_path / "elsewhere"  # not the checkout, nothing of it on the path
     elsewhere.mkdir()
-    probe = f"""
-import importlib.util, json, sys
-import torch
-import stftblur
-from stftblur.errors import MissingExtraError
-from stftblur.losses import LocalPhaseLoss, local_phase_loss, FourierLoss, SSIMLoss
-from stftblur.metrics import blur_effect, lpc_si, psnr, radial_power_spectrum, spectral_deficit, ssim
-g = torch.Generator().manual_seed(0)
-x = torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)
-y = (x + 0.1 * torch.rand(2, 1, 32, 32, generator=g, dtype=torch.float64)).clamp(0, 1)
-x.requires_grad_(True)
-loss = LocalPhaseLoss()(x, y)
-loss.backward()
-out = {{
-    "file": stftblur.__file__,
-    "forbidden": [m for m in {FORBIDDEN!r} if importlib.util.find_spec(m) is not None],
-    "loss": loss.item(), "grad": x.grad.abs().sum().item(),
-    "fourier": FourierLoss()(x, y).item(), "ssim_loss": SSIMLoss()(x, y).item(),
-    "psnr": psnr(x.detach(), y).tolist(), "ssim": ssim(x.detach(), y).tolist(), "lpc_si": lpc_si(y).tolist(),
-    "deficit": spectral_deficit(radial_power_spectrum(x.detach()), radial_power_spectrum(y)).deficit_db,
-}}
-for name, fn in (("blur_effect", lambda: blur_effect(y)), ("viz", lambda: __import__("stftblur.viz").viz.image_panels({{"a": y}}))):
-    try:
-        fn()
-        out[name] = "no error"
-    except MissingExtraError as e:
-        out[name] = str(e)
-out["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r})
-print(json.dumps(out))
-"""
-    r = _run([str(py), "-c", probe], cwd=elsewhere, env=env)
+    write_idx_dataset(elsewhere / "data", n_train=50, n_test=6)  # one training step of batch 50, 6 test images
+    commands = [
+        ["sample", "--checkpoint", "ours", "--n", "12", "--out", "s", "--threads", "1"],
+        ["eval", "--images", "s/samples", "--json", "eval.json"],
+        ["train-vae", "--out", "run", "--data-dir", "data", "--loss", "ours", "--epochs", "1", "--n-export", "4",
+         "--n-samples", "2", "--device", "cpu", "--threads", "1", "--no-progress"],
+        ["eval-vae", "--checkpoint", "run", "--data-dir", "data", "--n-samples", "4", "--json", "vae.json"],
+        ["compare", "s/samples", "run/recon", "--reference-set", "run/reference", "--json", "compare.json"],
+    ]
+    driver = DRIVER.format(probe=inspect.getsource(probe_numbers), commands=commands, forbidden=FORBIDDEN)
+    r = _run([str(py), "-c", driver], cwd=elsewhere, env=env)
     assert r.returncode == 0, r.stderr[-4000:]
-    got = json.loads(r.stdout.strip().splitlines()[-1])
+    got = json.loads(r.stdout.split("PROBE ")[-1])
     assert Path(got["file"]).resolve().is_relative_to(site.resolve()), got["file"]  # the installed copy, not the checkout
     assert got["forbidden"] == [] and got["loaded"] == []
-    assert "pip install 'stftblur[skimage]'" in got["blur_effect"]
-    assert "pip install 'stftblur[plot]'" in got["viz"]
-    # The installed wheel computes what the checkout computes (the same probe, run from the checkout).
-    r = _run([sys.executable, "-c", probe], cwd=ROOT, env=_clean_env())
-    assert r.returncode == 0, r.stderr[-4000:]
-    want = json.loads(r.stdout.strip().splitlines()[-1])
-    for key in ("loss", "grad", "fourier", "ssim_loss", "deficit", "psnr", "ssim", "lpc_si"):
-        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+    assert got["blur_effect"] == "blur_effect needs scikit-image: pip install 'stftblur[skimage]'"
+    assert got["viz"] == "stftblur.viz.image_panels needs matplotlib: pip install 'stftblur[plot]'"
+    # The installed wheel computes what the checkout computes.
+    want = probe_numbers()
+    for dtype, values in want.items():
+        for key, value in values.items():  # type: ignore[attr-defined]
+            assert got["numbers"][dtype][key] == pytest.approx(value, rel=1e-5 if "32" in dtype else 1e-9), (dtype, key)
+    if shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc") or shutil.which("clang"):
+        c_files = list((ROOT / "stftblur" / "csrc").glob("*.c"))
+        assert len(list(cache.glob("*.so"))) >= len(c_files), sorted(p.name for p in cache.iterdir())
+    # What the commands wrote.
+    assert json.loads((elsewhere / "s" / "sample.json").read_text())["checkpoint"] == "ours"
+    assert len(list((elsewhere / "s" / "samples").glob("*.png"))) == 12
+    report = json.loads((elsewhere / "eval.json").read_text())
+    assert report["metrics"] == ["lpc_si"] and report["summary"]["lpc_si"]["count"] == 12
+    assert (elsewhere / "run" / "model.safetensors").is_file() and (elsewhere / "run" / "samples.png").is_file()
+    assert json.loads((elsewhere / "vae.json").read_text())["test_images"] == 6
+    assert len(json.loads((elsewhere / "compare.json").read_text())["rows"]) == 2
 
+    # The console script: the shipped models from any folder; a figure says it needs the plot extra.
     stftblur_cmd = str(venv / "bin" / "stftblur")
     r = _run([stftblur_cmd, "models"], cwd=elsewhere, env=env)
     assert r.returncode == 0, r.stderr
     shipped = sorted(d.name for d in (ROOT / "models").iterdir() if (d / "model.safetensors").is_file())
     assert str(site / "stftblur" / "_shipped") in r.stdout
     assert all(f"\n{name} " in r.stdout for name in shipped), r.stdout
-
-    r = _run([stftblur_cmd, "sample", "--checkpoint", "ours", "--n", "12", "--out", "s", "--threads", "1"], cwd=elsewhere, env=env)
-    assert r.returncode == 0, r.stderr
-    assert json.loads((elsewhere / "s" / "sample.json").read_text())["checkpoint"] == "ours"
-    assert len(list((elsewhere / "s" / "samples").glob("*.png"))) == 12
-
-    r = _run([stftblur_cmd, "eval", "--images", "s/samples", "--json", "eval.json"], cwd=elsewhere, env=env)
-    assert r.returncode == 0, r.stderr
-    report = json.loads((elsewhere / "eval.json").read_text())
-    assert report["metrics"] == ["lpc_si"] and report["summary"]["lpc_si"]["count"] == 12
-
     r = _run([stftblur_cmd, "eval", "--images", "s/samples", "--plot", "p.png"], cwd=elsewhere, env=env)
     assert r.returncode == 2 and not (elsewhere / "p.png").exists()
-    assert len(r.stderr.strip().splitlines()) == 1 and "pip install 'stftblur[plot]'" in r.stderr, r.stderr
+    assert r.stderr.strip() == "Error: --plot needs matplotlib: pip install 'stftblur[plot]'", r.stderr
