@@ -20,7 +20,7 @@ identity), measured on 64 degraded training crops.
 
 ``--task sr2`` asks the same question of x2 super-resolution: the input is the crop downsampled
 by antialiased bicubic interpolation (8 bits, no noise), the network ``sr2-cnn`` (8 conv layers
-of 48 channels at the low resolution, a pixel shuffle, plus bicubic upsampling of the input;
+of 48 channels with LeakyReLU at the low resolution, a pixel shuffle, plus bicubic upsampling of the input;
 zero-initialised, so training starts at bicubic) is trained 3000 steps, and bicubic upsampling is
 the baseline record (``bicubic``) instead of the blurry input. Its results go to
 evals/results/restoration_sr.json, docs/restoration-sr.md and docs/figures/restoration_sr.png.
@@ -488,7 +488,7 @@ degradation and the network differ.
 - Input: each 96x96 test crop (48x48 training crop) downsampled x2 by antialiased bicubic
   interpolation (`torch.nn.functional.interpolate(mode="bicubic", antialias=True)`), quantised
   to 8 bits, no noise.
-- Model `{st['model']}`: 8 conv layers of 48 channels with ReLU at the low resolution, a last
+- Model `{st['model']}`: 8 conv layers of 48 channels with LeakyReLU (0.1) at the low resolution, a last
   conv to 4 channels and a pixel shuffle, added to the bicubic upsampling of the input; the last
   conv is zero-initialised, so training starts at bicubic upsampling.
 - Training: {st['steps']} steps, batch {st['batch_size']}, Adam lr {st['lr']:g} with cosine decay,

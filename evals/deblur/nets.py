@@ -72,10 +72,12 @@ class TimmUNet(nn.Module):
 class UpsampleCNN(nn.Module):
     """x``scale`` super-resolution: ``bicubic(x) + pixel_shuffle(f(x))`` (ESPCN-style body).
 
-    ``f`` is ``depth`` 3x3 convolutions of ``width`` channels with ReLU between them, at the
-    low resolution, ending in ``scale**2`` channels per output channel that a pixel shuffle puts
-    on the high-resolution grid. The last convolution is initialised to zero, so the untrained
-    network is bicubic upsampling.
+    ``f`` is ``depth`` 3x3 convolutions of ``width`` channels with LeakyReLU (slope 0.1) between
+    them, at the low resolution, ending in ``scale**2`` channels per output channel that a pixel
+    shuffle puts on the high-resolution grid. The last convolution is initialised to zero, so the
+    untrained network is bicubic upsampling. (With plain ReLU, every unit died within the first
+    hundred steps of L1 training, Adam lr 1e-3, and the network stayed at bicubic: measured on
+    the first pilot run, test PSNR equal to bicubic's to 1e-4 dB.)
     """
 
     def __init__(self, scale: int = 2, depth: int = 8, width: int = 48, channels: int = 1) -> None:
@@ -83,8 +85,8 @@ class UpsampleCNN(nn.Module):
         self.scale = scale
         layers: List[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1)]
         for _ in range(depth - 2):
-            layers += [nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)]
-        layers += [nn.ReLU(inplace=True), nn.Conv2d(width, channels * scale * scale, 3, padding=1)]
+            layers += [nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(width, width, 3, padding=1)]
+        layers += [nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(width, channels * scale * scale, 3, padding=1)]
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
         self.body = nn.Sequential(*layers)
