@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,6 +251,19 @@ def test_run_directory_protection(uninterrupted: Path, tmp_path: Path) -> None:
     # A finished run resumed with the same config is complete: nothing is trained again.
     again = train_vae(tiny(), uninterrupted, resume=True)
     assert again.step == 8 and again.resumed_from_step == 8
+
+
+def test_a_finished_run_without_its_train_state_is_not_retrained(uninterrupted: Path, tmp_path: Path) -> None:
+    """Finished runs of evals/runs keep no train_state.pt: --resume refuses them instead of
+    starting them again from step 0 over their committed weights and log."""
+    out = tmp_path / "finished"
+    shutil.copytree(uninterrupted, out)
+    (out / "train_state.pt").unlink()
+    kept = {name: (out / name).read_bytes() for name in ("model.safetensors", "metrics.jsonl", "summary.json")}
+    for config in (tiny(), tiny(epochs=3)):
+        with pytest.raises(RunDirError, match="no longer holds its train_state.pt"):
+            train_vae(config, out, resume=True)
+    assert {name: (out / name).read_bytes() for name in kept} == kept
 
 
 def test_force_replaces_a_previous_run(tmp_path: Path) -> None:

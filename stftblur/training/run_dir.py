@@ -394,7 +394,8 @@ def save_checkpoint(out_dir: PathLike, state: TrainingState, metrics_offset: int
 def restore_checkpoint(out_dir: PathLike, state: TrainingState) -> Optional[int]:
     """Load ``train_state.pt`` into ``state`` (model, optimizer, scheduler, both generators,
     position, loss window); returns the metrics.jsonl length that belongs to it, or None when
-    the directory holds no checkpoint (``state`` is then unchanged).
+    the directory holds no checkpoint (``state`` is then unchanged). A complete run
+    (summary.json) without its checkpoint is refused: it was not made to be continued.
 
     Reads checkpoints of every stftblur version (those before the loss window was saved
     restore an empty window). Tensors of the window are moved to the model's device.
@@ -405,6 +406,12 @@ def restore_checkpoint(out_dir: PathLike, state: TrainingState) -> Optional[int]
     """
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
+        if (Path(out_dir) / SUMMARY_FILE).is_file():  # not a run that never reached a checkpoint
+            raise RunDirError(
+                f"{out_dir} is a complete run (summary.json) that no longer holds its {STATE_FILE} "
+                f"(finished runs of evals/runs keep config, metrics, summary and weights only): it cannot "
+                f"be resumed or extended; train a new run instead"
+            )
         return None
     checkpoint = _load_state_file(path)
     state.model.load_state_dict(checkpoint["model"])
