@@ -138,3 +138,14 @@ def test_cli_without_matplotlib_says_which_extra_in_one_line(command: str, monke
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("needs matplotlib: pip install 'stftblur[plot]'"), result.output
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "demo").exists()
+
+
+def test_cli_blur_effect_without_scikit_image_says_which_extra_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "a.png")
+    _block(monkeypatch, "skimage")
+    result = CliRunner().invoke(cli, ["eval", "--images", str(tmp_path), "--metrics", "lpc_si,blur_effect",
+                                      "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 2, result.output
+    assert result.output == "Error: blur_effect needs scikit-image: pip install 'stftblur[skimage]'\n"
+    assert not (tmp_path / "e.json").exists()
