@@ -7,8 +7,9 @@
     python evals/reproduce.py --queue fashion ...         # the Fashion-MNIST study (issue #23)
 
 Each run lives in evals/runs/<name>/ (a `stftblur train-vae` run directory; its config, metrics
-log, weights and resumable train_state.pt are committed so that a later session continues it, its
-log evals/runs/<name>.log and image exports are not). A run being trained holds
+log, summary and weights are committed, and while it is unfinished its resumable train_state.pt, so
+that a later session continues it; a finished run's train_state.pt (optimizer state, ~0.85 MB) is
+not, nor are its log evals/runs/<name>.log and image exports). A run being trained holds
 evals/runs/<name>.lock (the pid of its queue), so two queues never train the same run. A run with summary.json is complete and skipped; a run with a
 config.json but no summary.json is continued with --resume (exactly: the trainer restores the
 optimizer, scheduler and RNG state of its last checkpoint), so the queue can be killed at any
