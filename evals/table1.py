@@ -180,7 +180,8 @@ def main() -> int:
             results["author_checkpoints"][loss] = {**measure(model, x_test, args.n_samples), "n_samples": args.n_samples}
         results["author_checkpoints"][loss]["kl_test_nats"] = rate(model, x_test)  # cheap: always measured
     previous = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() and not args.remeasure else {}
-    names = sorted(p.name for p in RUNS.iterdir() if p.is_dir()) if RUNS.exists() else []
+    # fm-* runs are the Fashion-MNIST study's (evals/fashion_vae.py), measured on their own test set.
+    names = sorted(p.name for p in RUNS.iterdir() if p.is_dir() and not p.name.startswith("fm-")) if RUNS.exists() else []
     for name in names:
         info = run_info(name)
         if info is None:

@@ -72,3 +72,18 @@ def test_progress_of_a_partial_run(runs_dir):
     (runs_dir / "short-l1-s1" / "metrics.jsonl").write_text('{"event": "train", "epoch": 3, "step": 3500}\n')
     assert reproduce.progress("short-l1-s1") == "  (epoch 3 of 10)"
     assert reproduce.progress("short-l1-s2") == ""  # not begun
+
+
+def test_fashion_queue_runs_the_primary_comparison_first_on_fashion_mnist_grayscale():
+    runs = reproduce.fashion_queue()
+    names = [r["name"] for r in runs]
+    primary = [f"fm-{c}-s{s}" for s in reproduce.FASHION_SEEDS
+               for c in (reproduce.FASHION_PRIMARY["baseline"], reproduce.FASHION_PRIMARY["config"])]
+    assert names[:len(primary)] == primary
+    assert len(names) == len(set(names)) == len(reproduce.FASHION_LOSSES) * len(reproduce.FASHION_SEEDS)
+    for r in runs:
+        args = r["args"]
+        assert args[:3] == ["--dataset", "fashion-mnist", "--grayscale"] and args[args.index("--epochs") + 1] == "10"
+        beta = args[args.index("--beta") + 1] if "--beta" in args else None
+        assert (beta == "0.25") == ("-released" in r["name"])
+    assert not set(names) & {r["name"] for r in reproduce.queue()}

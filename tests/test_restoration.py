@@ -13,7 +13,7 @@ import torch
 from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "evals"))
-from deblur.data import Degradation, TrainSampler, degrade, load_photo, make_test_set  # noqa: E402
+from deblur.data import Degradation, Downscale, TrainSampler, bicubic_up, degrade, load_photo, make_test_set  # noqa: E402
 from deblur.nets import PlainCNN, make_net  # noqa: E402
 from deblur.objectives import Objective, calibrated_weight, make_term, stft_variant  # noqa: E402
 
@@ -149,3 +149,20 @@ def test_confirmation_uses_only_the_fresh_seeds():
     assert conf[cand]["psnr"]["exceeds_spread"]
     assert "| " + cand + " |" in runner.confirmation_section(results)
     assert "(not run yet)" in runner.confirmation_section({"blurry": {}, base: runs(0, 0)})
+
+
+def test_super_resolution_input_is_the_bicubic_downsampled_crop_and_the_network_starts_at_bicubic():
+    a = make_test_set(crops_per_photo=1, size=32, deg=Downscale(2))
+    assert a.blurry.shape == (4, 1, 16, 16) and a.sharp.shape == (4, 1, 32, 32)
+    assert torch.equal(a.blurry * 255, (a.blurry * 255).round())
+    # a constant image stays constant through antialiased bicubic downsampling
+    flat = torch.full((1, 1, 8, 8), 0.4)
+    lo, sigma = degrade(flat, Downscale(2))
+    assert lo.shape == (1, 1, 4, 4) and sigma.tolist() == [0.0]
+    assert torch.allclose(lo, torch.full_like(lo, round(0.4 * 255) / 255))
+    torch.manual_seed(0)
+    net = make_net("sr2-cnn").eval()
+    x = torch.rand(2, 1, 12, 12)
+    assert torch.equal(net(x), bicubic_up(x, 2))
+    lr, hr = TrainSampler(0, crop_size=16, batch_size=2, photos=("moon",), deg=Downscale(2)).sample()
+    assert lr.shape == (2, 1, 8, 8) and hr.shape == (2, 1, 16, 16)
