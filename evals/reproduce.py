@@ -268,6 +268,8 @@ def main() -> int:
                     print(f"[reproduce] {name} failed with exit code {proc.returncode}; "
                           f"see {RUNS / (name + '.log')}", flush=True)
                 else:
+                    if state(name) == "complete":  # a finished run keeps no optimizer state (see above)
+                        (RUNS / name / "train_state.pt").unlink(missing_ok=True)
                     print(f"[reproduce] {name}: {state(name)}", flush=True)
     return failed
 
