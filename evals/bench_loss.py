@@ -41,23 +41,6 @@ SHAPES = [(50, 1, 28, 28), (8, 3, 256, 256)]
 TARGETS = {"50x1x28x28": 0.5, "8x3x256x256": 1.0}
 
 
-class _ReferencePath(torch.nn.Module):
-    """A loss run with the compiled kernels switched off (the pure-PyTorch reference path)."""
-
-    def __init__(self, loss: torch.nn.Module) -> None:
-        super().__init__()
-        self.loss = loss
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from stftblur.losses import _compiled
-
-        _compiled.set_enabled(False)
-        try:
-            return self.loss(x, y)
-        finally:
-            _compiled.set_enabled(None)
-
-
 def make_losses(reference_path: bool = False) -> Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     import kornia
     from focal_frequency_loss import FocalFrequencyLoss
@@ -72,8 +55,8 @@ def make_losses(reference_path: bool = False) -> Dict[str, Callable[[torch.Tenso
         "L1": torch.nn.L1Loss(),
     }
     if reference_path:
-        losses["LocalPhaseLoss() [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss())
-        losses["LocalPhaseLoss(paper-code) [pure PyTorch]"] = _ReferencePath(LocalPhaseLoss.from_preset("paper-code"))
+        losses["LocalPhaseLoss() [pure PyTorch]"] = LocalPhaseLoss(kernels="reference")
+        losses["LocalPhaseLoss(paper-code) [pure PyTorch]"] = LocalPhaseLoss.from_preset("paper-code", kernels="reference")
     return losses
 
 
@@ -111,7 +94,7 @@ def thread_sweep(rounds: int, warmup: int = 2) -> Dict[str, Dict[str, float]]:
     """Median fwd+bwd ms of LocalPhaseLoss at the default thread count, with the small-problem
     single-thread guard on ("guard") and off ("threads"), interleaved, for SWEEP_SHAPES."""
     from stftblur import LocalPhaseLoss
-    from stftblur.losses import local_phase
+    from stftblur.losses import _fused as local_phase
 
     saved = local_phase._SINGLE_THREAD_BELOW
     out: Dict[str, Dict[str, float]] = {}

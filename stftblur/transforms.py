@@ -10,7 +10,6 @@ the authors' released code computes (see ``docs/losses.md``).
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -39,8 +38,7 @@ def normalize_window(window: object) -> WindowSpec:
     """The one spelling of a window option: ``None`` for no window, else a name or a tensor.
 
     Convention:
-        ``"none"`` (the text spelling, for command lines and JSON) becomes ``None``;
-        ``"boxcar"``, an older spelling, too, with a :class:`DeprecationWarning`. Other names
+        ``"none"`` (the text spelling, for command lines and JSON) becomes ``None``. Other names
         must be in :data:`WINDOWS`; tensors are returned as they are (checked by
         :func:`make_window`).
 
@@ -52,10 +50,6 @@ def normalize_window(window: object) -> WindowSpec:
         return window
     if not isinstance(window, str):
         raise TypeError(f"window must be a string, None or a tensor, got {type(window).__name__}")
-    if window == "boxcar":
-        warnings.warn('window="boxcar" is deprecated; use window=None (or "none") for no window',
-                      DeprecationWarning, stacklevel=3)
-        return None
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {WINDOWS}, None or a tensor, got {window!r}")
     return None if window == "none" else window

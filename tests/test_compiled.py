@@ -1,5 +1,7 @@
 """The compiled CPU kernels of the local-phase loss against its pure-PyTorch reference path,
-the fallback without a compiler, and the refusal of second-order gradients."""
+the fallback without a compiler, how the kernels split their work over threads, and the
+refusal of second-order gradients. (The C sources, the sanitizers and the argument checks:
+tests/test_native.py.)"""
 
 from __future__ import annotations
 
@@ -39,17 +41,15 @@ CONFIGS = [
 
 
 def _both_paths(loss, x, y):
+    """The loss module's values and gradients on the compiled kernels and on the reference path."""
     out = []
-    for enabled in (None, False):
-        _compiled.set_enabled(enabled)
-        try:
-            xs = x.detach().clone().requires_grad_(x.requires_grad)
-            ys = y.detach().clone().requires_grad_(y.requires_grad)
-            v = loss(xs, ys)
-            v.sum().backward()
-            out.append((v.detach(), xs.grad, ys.grad))
-        finally:
-            _compiled.set_enabled(None)
+    for kernels in ("auto", "reference"):
+        path = type(loss)(**{**loss.config, "kernels": kernels})
+        xs = x.detach().clone().requires_grad_(x.requires_grad)
+        ys = y.detach().clone().requires_grad_(y.requires_grad)
+        v = path(xs, ys)
+        v.sum().backward()
+        out.append((v.detach(), xs.grad, ys.grad))
     return out
 
 
@@ -84,12 +84,10 @@ def test_compiled_gradient_of_one_side_and_many_chunks(which):
     loss = LocalPhaseLoss(reduction="none")
     if which == "neither":
         with torch.no_grad():
-            _compiled.set_enabled(False)
-            ref = loss(x, y)
-            _compiled.set_enabled(None)
+            ref = LocalPhaseLoss(reduction="none", kernels="reference")(x, y)
             torch.testing.assert_close(loss(x, y), ref, rtol=VALUE_RTOL, atol=0)
         return
-    _assert_close(*_both_paths(lambda a, b: loss(a, b), x, y), grads=1)
+    _assert_close(*_both_paths(loss, x, y), grads=1)
 
 
 @needs_compiled
@@ -131,18 +129,16 @@ def test_compiled_against_float64_definition(distance):
 
 
 def _kernel_spy(monkeypatch) -> list:
-    """Record a copy of what every call of the compiled kernel returns (values, gradients)."""
-    from stftblur.losses import local_phase
-
+    """Record the thread count and a copy of what every call of the compiled kernel returns."""
     calls: list = []
-    original = local_phase._compiled.coefficient_terms
+    original = _compiled.coefficient_terms
 
     def spy(*args):
         out = original(*args)
         calls.append((torch.get_num_threads(), None if out is None else [None if t is None else t.clone() for t in out]))
         return out
 
-    monkeypatch.setattr(local_phase._compiled, "coefficient_terms", spy)
+    monkeypatch.setattr(_compiled, "coefficient_terms", spy)
     return calls
 
 
@@ -203,58 +199,77 @@ def test_disabled_by_environment():
                               "PATH": "/usr/bin:/bin"})
     first, value = out.stdout.strip().splitlines()
     assert first == "False disabled by STFTBLUR_COMPILED=0"
-    _compiled.set_enabled(False)
-    try:
-        expected = float(local_phase_loss(torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)))
-    finally:
-        _compiled.set_enabled(None)
+    expected = float(local_phase_loss(torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16), kernels="reference"))
     assert expected > 0 and float(value) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("enabled", [None, False])
-def test_second_order_gradients_raise(enabled):
+@pytest.mark.parametrize("kernels", ["auto", "reference"])
+def test_second_order_gradients_raise(kernels):
     """The gradient is formed in the forward pass; differentiating it again cannot be right, so
     backward with create_graph=True refuses instead of returning a gradient without a graph."""
-    _compiled.set_enabled(enabled)
-    try:
-        x = torch.rand(2, 1, 28, 28, requires_grad=True)
-        loss = local_phase_loss(x, torch.rand(2, 1, 28, 28))
-        with pytest.raises(RuntimeError, match="second-order gradients"):
-            torch.autograd.grad(loss, x, create_graph=True)
-        # First-order use is unaffected.
-        (g,) = torch.autograd.grad(local_phase_loss(x, torch.rand(2, 1, 28, 28)), x)
-        assert g.shape == x.shape
-    finally:
-        _compiled.set_enabled(None)
+    x = torch.rand(2, 1, 28, 28, requires_grad=True)
+    loss = local_phase_loss(x, torch.rand(2, 1, 28, 28), kernels=kernels)
+    with pytest.raises(RuntimeError, match="second-order gradients"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    # First-order use is unaffected.
+    (g,) = torch.autograd.grad(local_phase_loss(x, torch.rand(2, 1, 28, 28), kernels=kernels), x)
+    assert g.shape == x.shape
 
 
-def test_small_problems_run_on_one_thread(monkeypatch):
-    """Below local_phase._SINGLE_THREAD_BELOW coefficients the loss runs on one intra-op thread
-    (its regions are too short to gain from more) and restores the caller's count afterwards;
-    larger problems keep it. The loss does not depend on it; the image gradient only through
-    PyTorch's inverse FFT rounding."""
-    from stftblur.losses import local_phase
+def test_kernels_is_a_setting_of_the_call():
+    """Which kernels a loss uses is its own option: another loss in the same process (or another
+    thread) keeps its own choice, and nothing process-wide exists to switch."""
+    assert not hasattr(_compiled, "set_enabled") and not hasattr(_compiled, "get_enabled")
+    reference = LocalPhaseLoss(kernels="reference")
+    assert reference.kernels == "reference" and LocalPhaseLoss(**reference.config).kernels == "reference"
+    assert "kernels" not in LocalPhaseLoss().config  # the default keeps the repr and config as they were
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        LocalPhaseLoss(kernels="fast")
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        local_phase_loss(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), kernels=None)
 
-    calls = _kernel_spy(monkeypatch)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        x, y = torch.rand(4, 1, 28, 28, requires_grad=True), torch.rand(4, 1, 28, 28)  # 9216 coefficients
-        small = local_phase_loss(x, y, reduction="none")
-        small.sum().backward()
-        assert [c[0] for c in calls] == [1] and torch.get_num_threads() == 2
-        monkeypatch.setattr(local_phase, "_SINGLE_THREAD_BELOW", 0)
-        x2 = x.detach().clone().requires_grad_()
-        big = local_phase_loss(x2, y, reduction="none")
-        big.sum().backward()
-        assert [c[0] for c in calls] == [1, 2] and torch.get_num_threads() == 2
-        assert torch.equal(small, big)
-        if calls[0][1] is not None:
-            for one, two in zip(calls[0][1], calls[1][1]):
-                assert (one is None and two is None) or torch.equal(one, two)
-        _assert_same_up_to_the_inverse_fft(x.grad, x2.grad)
-    finally:
-        torch.set_num_threads(threads)
+
+def test_kernel_threads_follow_the_size_of_the_work(monkeypatch):
+    """The kernels decide how many of their own threads to use from the work size (at most
+    torch.get_num_threads(), which they only read): a small problem runs on the calling thread."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert _native.thread_count(100, 10) == 1  # 1,000 items of work: one thread
+    assert _native.thread_count(8, _native.PARALLEL_MIN_WORK) == 4  # capped by the intra-op count
+    assert _native.thread_count(3, _native.PARALLEL_MIN_WORK) == 3  # one per item at most
+    assert _native.thread_count(100, 3 * _native.PARALLEL_MIN_WORK // 100) == 2
+    ranges: list = []
+    _compiled._run_parallel(lambda i0, i1: ranges.append((i0, i1)), 100, 10)
+    assert ranges == [(0, 100)]
+
+
+def test_kernel_thread_pool_from_two_threads(monkeypatch):
+    """Two threads splitting work over the shared pool at once both get every range done, and
+    an error in a range is raised to its caller after the other ranges finished."""
+    import threading
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    seen: list = []
+    lock = threading.Lock()
+
+    def work(tag):
+        def fn(i0, i1):
+            with lock:
+                seen.append((tag, i0, i1))
+        _compiled._run_parallel(fn, 9, _compiled.PARALLEL_MIN_WORK)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(seen) == [(k, a, b) for k in range(2) for a, b in ((0, 3), (3, 6), (6, 9))]
+
+    def fail(i0, i1):
+        if i0:
+            raise ValueError(f"range {i0}")
+
+    with pytest.raises(ValueError, match="range"):
+        _compiled._run_parallel(fail, 9, _compiled.PARALLEL_MIN_WORK)
 
 
 def test_kernel_thread_pool_in_a_forked_child():

@@ -192,7 +192,7 @@ def test_batch_items_are_independent_and_chunking_is_invisible(monkeypatch):
     x.requires_grad_()
     full = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")
     (g_full,) = torch.autograd.grad(full.sum(), x)
-    import stftblur.losses.local_phase as lp
+    import stftblur.losses._fused as lp
 
     monkeypatch.setattr(lp, "_CPU_CHUNK_COEFFS", 1)  # one image-channel per chunk
     chunked = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")

@@ -67,16 +67,6 @@ def status() -> str:
     return LIBRARY.status()
 
 
-def get_enabled() -> Optional[bool]:
-    """The override set by :func:`set_enabled` (None: the default, compiled when available)."""
-    return LIBRARY.enabled
-
-
-def set_enabled(enabled: Optional[bool]) -> None:
-    """Force the reference path (False) or return to the default (None); for tests and benchmarks."""
-    LIBRARY.enabled = enabled
-
-
 def _run_layout(fo: torch.Tensor, ft: torch.Tensor) -> Optional[Tuple[int, int, int, int, int, bool]]:
     """(patches, rows, run length, patch stride, row stride, swap) when fo and ft (same strides)
     are evenly strided patches of (P, Q) coefficients with one contiguous axis (the last, or

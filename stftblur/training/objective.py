@@ -211,6 +211,11 @@ class VAEObjective(nn.Module):
     and a dict of detached scalars: ``loss``, ``kl`` (unweighted, batch mean) and the raw value of
     each reconstruction component (``l2``, ``l1``, ``ssim`` = mean SSIM, ``freq``, ``ffl``).
 
+    ``kernels`` is the frequency term's implementation (``"auto"`` or ``"reference"``, see
+    :func:`stftblur.losses.local_phase_loss`): a setting of this objective, so that a resumed
+    run keeps the float rounding it started with (:func:`stftblur.training.run_dir.run_kernels`)
+    without changing anything for the rest of the process.
+
     Examples:
         >>> import torch
         >>> objective = VAEObjective(ObjectiveConfig("ours"))
@@ -220,14 +225,15 @@ class VAEObjective(nn.Module):
         (-500.0, ['freq', 'kl', 'loss', 'ssim'])
     """
 
-    def __init__(self, config: ObjectiveConfig, image_size: int = 28) -> None:
+    def __init__(self, config: ObjectiveConfig, image_size: int = 28, kernels: str = "auto") -> None:
         super().__init__()
         self.config = config
         self.settings = config.resolved(image_size)
         s = self.settings
         self.frequency: Optional[LocalPhaseLoss] = None
         if s["frequency"] is not None:
-            self.frequency = LocalPhaseLoss(config=config.frequency_config(image_size), reduction="mean")
+            self.frequency = LocalPhaseLoss(config=config.frequency_config(image_size), reduction="mean",
+                                            kernels=kernels)
         self.ffl: Optional[nn.Module] = None
         if config.loss == "ffl":
             from focal_frequency_loss import FocalFrequencyLoss

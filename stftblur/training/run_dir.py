@@ -53,6 +53,7 @@ __all__ = [
     "load_run_config",
     "prepare_run_dir",
     "restore_checkpoint",
+    "run_kernels",
     "save_checkpoint",
     "write_run_config",
 ]
@@ -171,8 +172,11 @@ def load_run_config(out_dir: PathLike) -> TrainConfig:
     return TrainConfig.from_dict(d["config"])
 
 
-def write_run_config(out_dir: PathLike, config: TrainConfig) -> None:
+def write_run_config(out_dir: PathLike, config: TrainConfig, kernels: str = "auto") -> None:
     """Write config.json (atomically): the config as given, the resolved objective, and the version.
+
+    ``kernels`` is the run's choice of local-phase loss kernels (see :func:`run_kernels`);
+    ``compiled_kernels`` records whether the compiled ones are in use.
 
     Examples:
         >>> import tempfile, pathlib, json
@@ -193,7 +197,7 @@ def write_run_config(out_dir: PathLike, config: TrainConfig) -> None:
             "torch_threads": torch.get_num_threads(),
             # The same holds for the loss's compiled CPU kernels against its pure-PyTorch path
             # (equal to float32 rounding); a resumed run keeps the path it started with.
-            "compiled_kernels": _compiled.available(),
+            "compiled_kernels": kernels == "auto" and _compiled.available(),
             "torch_version": torch.__version__,
         },
     )
@@ -215,10 +219,9 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callab
     """Refuse to resume the run in ``out_dir`` with a ``config`` that differs from the stored one
     in more than :data:`RESUMABLE_CHANGES`; warn (through ``say``) when the thread count differs.
 
-    A run started on the pure-PyTorch path of the local-phase loss (``compiled_kernels`` false
-    or absent in its config.json) is continued on that path: this switches the compiled kernels
-    off for the process (:func:`stftblur.losses._compiled.set_enabled`), which
-    :func:`~stftblur.training.train_vae` undoes when it returns.
+    A run started on the pure-PyTorch path of the local-phase loss is continued on that path
+    (:func:`run_kernels` says which; nothing here changes the process); a run started on the
+    compiled kernels where they are not available here gets a warning.
 
     Examples:
         >>> import tempfile, pathlib
@@ -239,10 +242,7 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callab
         say(f"warning: {out} ran with {stored_threads} torch threads, this process has "
             f"{torch.get_num_threads()}: the continued run will differ from an uninterrupted one in float rounding")
     # Runs written before the compiled kernels existed (no key) used the pure-PyTorch path.
-    started_compiled = bool(json.loads((out / CONFIG_FILE).read_text()).get("compiled_kernels", False))
-    if not started_compiled:
-        _compiled.set_enabled(False)  # the caller (train_vae) restores the previous choice
-    elif not _compiled.available():
+    if run_kernels(out) == "auto" and not _compiled.available():
         say(f"warning: {out} ran with the compiled loss kernels, which are not available here "
             f"({_compiled.status()}): the continued run will differ from an uninterrupted one in float rounding")
     changed = [k for k in _config_changes(stored, config) if k not in RESUMABLE_CHANGES]
@@ -251,6 +251,27 @@ def check_resumable(out_dir: PathLike, config: TrainConfig, say: Optional[Callab
             f"cannot resume {out} with a different configuration: {', '.join(changed)} differ from its "
             f"config.json (only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
         )
+
+
+def run_kernels(out_dir: PathLike) -> str:
+    """The local-phase loss kernels that the run in ``out_dir`` continues with: ``"auto"`` if
+    it started on the compiled kernels, ``"reference"`` (the pure-PyTorch path) if not.
+
+    Convention:
+        Read from ``compiled_kernels`` in config.json; runs written before the compiled kernels
+        existed have no such key and used the pure-PyTorch path. The result is the ``kernels``
+        setting of the run's :class:`~stftblur.training.VAEObjective`, so that a resumed run
+        rounds as it did before (a setting of that run, not of the process).
+
+    Examples:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> write_run_config(d, TrainConfig(), kernels="reference")
+        >>> run_kernels(d)
+        'reference'
+    """
+    stored = json.loads((Path(out_dir) / CONFIG_FILE).read_text())
+    return "auto" if stored.get("compiled_kernels", False) else "reference"
 
 
 # --------------------------------------------------------------------------- metrics.jsonl

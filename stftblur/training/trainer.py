@@ -17,7 +17,6 @@ import torch
 from stftblur._atomic import PathLike
 from stftblur.data import load_dataset
 from stftblur.io import save_grid, save_images
-from stftblur.losses import _compiled
 from stftblur.models.vae import VAE, create_vae
 from stftblur.training.config import TrainConfig
 from stftblur.training.evaluation import evaluate_reconstructions, sample_prior
@@ -30,6 +29,7 @@ from stftblur.training.run_dir import (
     check_resumable,
     prepare_run_dir,
     restore_checkpoint,
+    run_kernels,
     save_checkpoint,
     write_run_config,
     write_summary,
@@ -168,12 +168,8 @@ def train_vae(
         >>> cfg.objective.loss
         'ours'
     """
-    kernels = _compiled.get_enabled()
-    try:
-        return _train_vae(config, out_dir, resume=resume, force=force, progress=progress, download=download,
-                          callback=callback, log=log)
-    finally:
-        _compiled.set_enabled(kernels)  # a resumed run may have switched the compiled kernels off
+    return _train_vae(config, out_dir, resume=resume, force=force, progress=progress, download=download,
+                      callback=callback, log=log)
 
 
 def _train_vae(config: TrainConfig, out_dir: PathLike, *, resume: bool, force: bool, progress: bool, download: bool,
@@ -181,14 +177,16 @@ def _train_vae(config: TrainConfig, out_dir: PathLike, *, resume: bool, force: b
                log: Optional[Callable[[str], None]]) -> TrainResult:
     say = log or (lambda msg: None)
     out, existing = prepare_run_dir(out_dir, resume=resume, force=force)
+    kernels = "auto"  # the local-phase loss's kernels: a resumed run keeps those it started with
     if existing:
         check_resumable(out, config, say)
+        kernels = run_kernels(out)
     device = torch.device(config.device)
     x_train, x_test = _load_data(config, device, download)
     out.mkdir(parents=True, exist_ok=True)
     state = _new_state(config, device)
     metrics_offset, resumed_from = _resume(out, existing, state, say)
-    write_run_config(out, config)
+    write_run_config(out, config, kernels)
     metrics_log = MetricsLog(out / METRICS_FILE, metrics_offset)
 
     total_steps = config.epochs * config.steps_per_epoch(x_train.shape[0])
@@ -199,7 +197,7 @@ def _train_vae(config: TrainConfig, out_dir: PathLike, *, resume: bool, force: b
         (out / SUMMARY_FILE).unlink(missing_ok=True)
     t_start = time.perf_counter()
     try:
-        objective = VAEObjective(config.objective, config.model.image_size)
+        objective = VAEObjective(config.objective, config.model.image_size, kernels=kernels)
         last_eval = _train(config, objective, out, state, x_train, x_test, total_steps, metrics_log, progress, callback, say)
     finally:
         metrics_log.close()
