@@ -230,7 +230,7 @@ def test_chunking_does_not_change_the_result(monkeypatch, budget, path):
     """Orientation chunks (1 or 3 orientations) and image chunks (2 images) give the same map."""
     import importlib
 
-    module = importlib.import_module("stftblur.metrics.lpc_si")
+    module = importlib.import_module("stftblur.metrics._lpc_map")
     x = torch.from_numpy(np.stack([_patch(40, 52, seed=s) for s in range(3)]))[:, None] / 255.0
     whole, whole_map = lpc_si(x, return_map=True)
     monkeypatch.setattr(module, "_CHUNK_BYTES_CPU", budget)
@@ -347,7 +347,7 @@ def test_compiled_filter_product_equals_the_complex_product():
     """The compiled product reads the real filters; the values equal complex x complex exactly."""
     if not _lpc_native.LIBRARY.available():
         pytest.skip(f"compiled LPC-SI kernels unavailable: {_lpc_native.LIBRARY.status()}")
-    from stftblur.metrics.lpc_si import _filter_bank
+    from stftblur.metrics._lpc_bank import _filter_bank
 
     for dtype in (torch.float32, torch.float64):
         gains = _filter_bank(40, 33, (1.0, 1.5, 2.0), 8, dtype, torch.device("cpu"), real=True)

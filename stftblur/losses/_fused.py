@@ -10,7 +10,7 @@ against; ``kernels="reference"`` selects them on every device.
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 

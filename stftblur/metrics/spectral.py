@@ -21,6 +21,7 @@ import torch
 
 from stftblur._checks import check_image, check_positive_int
 from stftblur.errors import require_extra
+from stftblur.metrics._spectral_ops import power_sum_op, radial_power_op
 from stftblur.metrics.fidelity import _compute_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,9 +39,6 @@ __all__ = [
 _WINDOWS = ("hann", "none")
 #: Default band of :func:`spectral_deficit`: the upper half of the frequencies up to Nyquist.
 DEFAULT_BAND = (0.25, 0.5)
-# Images whose FFT is taken at once by :func:`radial_power_spectrum` (about 2**22 pixels, so that
-# a chunk's complex spectrum stays near 32 MiB in float32 whatever the batch size).
-_CHUNK_PIXELS = 1 << 22
 
 
 def _check_window(window: Optional[str]) -> str:
@@ -70,63 +68,6 @@ def _check_band(band: object) -> Tuple[float, float]:
 
 def _default_n_bins(height: int, width: int) -> int:
     return min(height, width) // 2
-
-
-def _window_2d(height: int, width: int, window: str, dtype: torch.dtype, device: torch.device) -> Optional[torch.Tensor]:
-    if window == "none":
-        return None
-    wy = torch.hann_window(height, periodic=True, dtype=torch.float64)
-    wx = torch.hann_window(width, periodic=True, dtype=torch.float64)
-    return (wy[:, None] * wx[None, :]).to(dtype=dtype, device=device)
-
-
-def _half_plane_bins(height: int, width: int, n_bins: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bin of every frequency of the ``rfft2`` half plane (-1: not counted), its weight, the counts.
-
-    The weight is 2 for a frequency that stands for itself and its mirror image (rfft2 keeps one
-    of each pair), 1 for the columns that have no mirror (0, and W/2 for an even W). ``counts``
-    is the number of frequencies of the full DFT plane in each bin. All float64 / int64 on the CPU.
-    """
-    fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
-    fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
-    radius = torch.sqrt(fy * fy + fx * fx)
-    delta = 0.5 / n_bins
-    # Nearest bin centre k * delta (k = 1..n_bins); halves go up; the lowest bin also takes the
-    # non-zero frequencies below delta / 2 (none with the default n_bins); DC and the corners
-    # beyond (n_bins + 1/2) delta are not counted.
-    k = torch.floor(radius / delta + 0.5 + 1e-9).clamp_(min=1)
-    index = (k - 1).to(torch.int64)
-    index[(radius == 0) | (k > n_bins)] = -1
-    weight = torch.full((width // 2 + 1,), 2.0, dtype=torch.float64)
-    weight[0] = 1.0
-    if width % 2 == 0:
-        weight[-1] = 1.0
-    weight = weight.expand(height, -1)
-    keep = index >= 0
-    counts = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, index[keep], weight[keep]).round().to(torch.int64)
-    return index, weight.contiguous(), counts
-
-
-def _power_sum(x: torch.Tensor, window: str) -> torch.Tensor:
-    """Sum over the batch of the channel-averaged power on the rfft2 half plane, shape (H, W//2+1)."""
-    height, width = x.shape[-2:]
-    win = _window_2d(height, width, window, x.dtype, x.device)
-    total = torch.zeros(height, width // 2 + 1, dtype=x.dtype, device=x.device)
-    per_chunk = max(1, _CHUNK_PIXELS // (x.shape[1] * height * width))
-    for start in range(0, x.shape[0], per_chunk):
-        chunk = x[start : start + per_chunk]
-        if win is None:
-            centred = chunk - chunk.mean(dim=(-2, -1), keepdim=True)
-            norm = float(height * width)
-        else:
-            # Weighted mean: the windowed image then has exactly zero mean (no power at DC).
-            mean = (chunk * win).sum(dim=(-2, -1), keepdim=True) / win.sum()
-            centred = (chunk - mean) * win
-            norm = float((win * win).sum())
-        spectrum = torch.fft.rfft2(centred)
-        power = (spectrum.real.square() + spectrum.imag.square()) / norm
-        total += power.mean(dim=1).sum(dim=0)
-    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +198,7 @@ class RadialSpectrum:
             )
         dtype = _compute_dtype(x)
         with torch.no_grad():
-            total = _power_sum(x.detach().to(dtype), self.window).to(torch.float64)
+            total = power_sum_op(x.detach().to(dtype), self.window).to(torch.float64)
         if self._sum is None:
             self._sum = total
             self._size = (height, width)
@@ -285,14 +226,8 @@ class RadialSpectrum:
             raise RuntimeError("RadialSpectrum.compute() called before any update()")
         height, width = self._size
         n_bins = self.n_bins if self.n_bins is not None else _default_n_bins(height, width)
-        index, weight, counts = _half_plane_bins(height, width, n_bins)
         device = self._sum.device
-        keep = index >= 0
-        sums = torch.zeros(n_bins, dtype=torch.float64, device=device).index_add_(
-            0, index[keep].to(device), self._sum[keep.to(device)] * weight[keep].to(device)
-        )
-        counts_d = counts.to(device)
-        power = torch.where(counts_d > 0, sums / (counts_d.clamp(min=1) * self._count), torch.full_like(sums, math.nan))
+        power, counts_d = radial_power_op(self._sum, width, n_bins, self._count)
         delta = 0.5 / n_bins
         freqs = torch.arange(1, n_bins + 1, dtype=torch.float64) * delta
         edges = torch.cat([torch.zeros(1, dtype=torch.float64), (torch.arange(1, n_bins + 1, dtype=torch.float64) + 0.5) * delta])
@@ -348,7 +283,11 @@ def radial_power_spectrum(
 
         Values are not rescaled: the spectra are in the images' units squared, so compare sets
         in the same data range. float16/bfloat16 are computed in float32, float64 stays float64;
-        the sums over images are float64. CPU and CUDA. No gradient (a measurement).
+        the sums over images are float64. CPU and CUDA. No gradient (a measurement). The FFT
+        work and the binning are PyTorch custom operators, so this function and
+        :meth:`RadialSpectrum.update` compile with ``torch.compile(fullgraph=True)`` and give
+        the eager values; :func:`spectral_deficit` returns Python floats, so call it on the
+        accumulated spectra outside a compiled step.
 
     Args:
         images: a (B, C, H, W) tensor, or an iterable of such batches (e.g. a DataLoader), all
