@@ -3,11 +3,13 @@
     python examples/compile_local_phase.py [--backend inductor|aot_eager|eager] [--compile-loss] [--steps 20]
 
 ``inductor`` (the default backend) generates C++/OpenMP code on the CPU (a C++ compiler is
-needed, and the first call is slow) and Triton kernels on CUDA. LocalPhaseLoss is a custom
-autograd.Function whose forward loops over cache-sized chunks; the eager-mode shortcut for
-identical chunks (``torch.equal``) is left out under torch.compile, so the loss compiles to one
-graph without graph breaks (``fullgraph=True`` works). ``--compile-loss`` compiles the loss too;
-calling it eagerly next to the compiled model gives the same result.
+needed, and the first call is slow) and Triton kernels on CUDA. LocalPhaseLoss is one PyTorch
+custom operator (``torch.ops.stftblur.local_phase``) with a fake implementation and an
+autograd formula, so torch.compile treats it as one opaque call: no graph break
+(``fullgraph=True`` works), nothing of the loss to trace or generate code for, and the same
+computation as eager mode (the compiled C kernels on the CPU). ``--compile-loss`` compiles the
+loss too; calling it eagerly next to the compiled model gives the same result. Compile times
+and step times: docs/benchmarks.md ("torch.compile").
 """
 
 from __future__ import annotations
