@@ -282,3 +282,22 @@ def test_basicsr_train_pipeline_with_the_loss_and_the_metric(tmp_path: Path) -> 
             sr = tensor2img([net(lq[None])])
         values.append(_rgb_lpc_si(sr, crop=2))
     assert lpcsi[-1] == pytest.approx(float(np.mean(values)), abs=6e-5)  # the log prints 4 decimals
+
+
+# --------------------------------------------------------------------------- docs/frameworks.md
+
+
+def test_docs_snippets_are_excerpts_of_tested_files() -> None:
+    """Every code block of docs/frameworks.md that starts with "# from <path>" holds only lines
+    of that file (and "..." for what is left out)."""
+    text = (ROOT / "docs" / "frameworks.md").read_text()
+    blocks = re.findall(r"```\w*\n# from (\S+)\n(.*?)```", text, flags=re.S)
+    assert {path for path, _ in blocks} == {
+        "examples/basicsr/train.py", "examples/basicsr/train_local_phase_x2.yml",
+        "tests/test_framework_mmengine.py", "examples/lightning_vae.py",
+    }
+    for path, body in blocks:
+        lines = set((ROOT / path).read_text().splitlines())
+        for line in body.splitlines():
+            if line.strip() not in ("", "..."):
+                assert line in lines, (path, line)
