@@ -86,6 +86,13 @@ def test_metric_process_and_evaluate(config: Config) -> None:
     per_sample.append(sum(_rgb_lpc_si(f, 2) for f in video) / 2)
     assert result == {"LPCSI": pytest.approx(float(np.mean(per_sample)), rel=1e-12)}
 
+    # mmagic's DataSample (a BaseDataElement) with a nested output element, as a model returns it
+    from mmengine.structures import BaseDataElement
+
+    element = METRICS.build(dict(type="LPCSI", crop_border=2))
+    element.process(None, [BaseDataElement(output=BaseDataElement(pred_img=images[0]))])
+    assert element.results == [{"LPCSI": per_sample[0]}]
+
     rgb = METRICS.build(dict(type="LPCSI", channel_order="RGB"))
     rgb.process(None, samples[1:2])
     want = float(lpc_si(images[1].double()[None], data_range=255.0)[0])

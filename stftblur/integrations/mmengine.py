@@ -117,6 +117,8 @@ class LPCSI(BaseMetric):
             if hasattr(sample, "to_dict"):  # a data element that the evaluator did not turn into a dict
                 sample = sample.to_dict()
             output = sample.get("output") if isinstance(sample, dict) else None
+            if hasattr(output, "to_dict"):
+                output = output.to_dict()
             if not isinstance(output, dict) or self.pred_key not in output:
                 raise KeyError(
                     f"LPCSI: data_samples[{i}] has no output[{self.pred_key!r}]; mmagic's convention is a dict "
