@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stftblur.data import load_dataset
+from stftblur.data import DatasetNotFoundError, load_dataset
 from stftblur.models import CheckpointError, create_vae, load_vae, save_vae, shipped_cards, shipped_models
 from stftblur.training import evaluate_reconstructions
 from stftblur_cli.main import cli
@@ -76,10 +76,15 @@ def test_every_shipped_model_has_a_card_with_its_numbers() -> None:
 
 @pytest.mark.parametrize("weights", SHIPPED, ids=[p.parent.name for p in SHIPPED])
 def test_shipped_model_matches_its_card(weights: Path, one_thread: None) -> None:  # noqa: F811
-    data = require_shared("data", "mnist")
     card = json.loads((weights.parent / "card.json").read_text())
     assert (weights.parent / "README.md").read_text().count(f"{card['subset']['psnr_sampled']:.3f}") == 1
-    x = load_dataset("mnist", split="test", binarize=True, data_dir=data).images[:500]
+    if card.get("dataset", "mnist") == "mnist":
+        x = load_dataset("mnist", split="test", binarize=True, data_dir=require_shared("data", "mnist")).images[:500]
+    else:  # Fashion-MNIST, grayscale: Debian's dataset-fashion-mnist (.ci/run installs it)
+        try:
+            x = load_dataset(card["dataset"], split="test", binarize=False, download=False).images[:500]
+        except DatasetNotFoundError as e:
+            pytest.skip(f"{card['dataset']} not installed (apt-get install dataset-fashion-mnist): {e}")
     m = evaluate_reconstructions(load_vae(weights.parent.name), x, z=("sampled", "mean"), seed=0)
     for key, expected in card["subset"].items():
         assert m[key] == pytest.approx(expected, abs=1e-4), key
