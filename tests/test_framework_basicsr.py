@@ -294,7 +294,7 @@ def test_docs_snippets_are_excerpts_of_tested_files() -> None:
     blocks = re.findall(r"```\w*\n# from (\S+)\n(.*?)```", text, flags=re.S)
     assert {path for path, _ in blocks} == {
         "examples/basicsr/train.py", "examples/basicsr/train_local_phase_x2.yml",
-        "tests/test_framework_mmengine.py", "examples/lightning_vae.py",
+        "tests/test_framework_mmengine.py", "examples/lightning/vae.py",
     }
     for path, body in blocks:
         lines = set((ROOT / path).read_text().splitlines())

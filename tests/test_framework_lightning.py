@@ -153,17 +153,17 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.Monkey
 
 def test_lightning_vae_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """examples/lightning_vae.py (its main, in this process) on a 6-image IDX set for 2 steps."""
+    """examples/lightning/vae.py (its main, in this process) on a 6-image IDX set for 2 steps."""
     import importlib.util
 
     monkeypatch.setenv("PL_GLOBAL_SEED", "0")  # seed_everything sets it; restored (unset) afterwards
 
     write_idx_dataset(tmp_path / "data", n_train=6, n_test=4)
-    spec = importlib.util.spec_from_file_location("lightning_vae_example", ROOT / "examples" / "lightning_vae.py")
+    spec = importlib.util.spec_from_file_location("lightning_vae_example", ROOT / "examples" / "lightning" / "vae.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    values = example.main(["--data-dir", str(tmp_path / "data"), "--max-steps", "2", "--steps-per-epoch", "2",
-                           "--batch-size", "3", "--samples", "4", "--real-images", "4", "--out", str(tmp_path / "out")])
+    values = example.main(["--data-dir", str(tmp_path / "data"), "--steps", "2", "--steps-per-epoch", "2",
+                           "--batch", "3", "--device", "cpu", "--samples", "4", "--real-images", "4", "--out", str(tmp_path / "out")])
     assert set(values) == {"blur/lpc_si", "blur/spectral_deficit_db"}
     out = capsys.readouterr().out
     assert "blur/lpc_si" in out and "sharpest checkpoint" in out

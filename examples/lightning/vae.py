@@ -1,6 +1,6 @@
 """The paper's MNIST beta-VAE as a LightningModule, with BlurMonitor watching its prior samples.
 
-    python examples/lightning_vae.py [--max-steps 600] [--steps-per-epoch 100] [--data-dir DIR] [--out DIR]
+    python examples/lightning/vae.py [--steps 600] [--steps-per-epoch 100] [--batch 50] [--device auto] [--data-dir DIR]
 
 The model (``stftblur.models.create_vae("mnist-vae")``), the objective (``VAEObjective``: beta KL
 plus the paper's reconstruction, ``--loss ours`` by default: SSIM and the local-phase loss with
@@ -64,9 +64,9 @@ class LitVAE(LightningModule):
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--max-steps", type=int, default=600, help="training steps in all")
+    p.add_argument("--steps", type=int, default=600, help="training steps in all")
     p.add_argument("--steps-per-epoch", type=int, default=100, help="steps between two BlurMonitor runs")
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch", type=int, default=50, help="images per step")
     p.add_argument("--loss", default="ours", help="the VAE objective's loss (stftblur train-vae --loss)")
     p.add_argument("--beta", type=float, default=0.005)
     p.add_argument("--samples", type=int, default=64, help="prior samples judged and shown at each run")
@@ -74,13 +74,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("runs/lightning-vae"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="Lightning's accelerator")
     args = p.parse_args(argv)
 
     seed_everything(args.seed, verbose=False)
     train = load_dataset("mnist", "train", data_dir=args.data_dir, download=False)
     test = load_dataset("mnist", "test", data_dir=args.data_dir, download=False)
-    loader = DataLoader(TensorDataset(train.images), batch_size=args.batch_size, shuffle=True)
+    loader = DataLoader(TensorDataset(train.images), batch_size=args.batch, shuffle=True)
 
     monitor = BlurMonitor(lambda module: module.sample(args.samples), real=test.images[: args.real_images])
     checkpoint = ModelCheckpoint(monitor="blur/lpc_si", mode="max", filename="sharpest-{epoch}-{step}")
@@ -88,11 +88,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         default_root_dir=args.out,
         logger=CSVLogger(args.out),
         callbacks=[monitor, checkpoint],
-        max_steps=args.max_steps,
+        max_steps=args.steps,
         max_epochs=-1,
         limit_train_batches=args.steps_per_epoch,
         log_every_n_steps=min(50, args.steps_per_epoch),
-        accelerator=args.accelerator,
+        accelerator=args.device,
         devices=1,
         enable_progress_bar=False,
         enable_model_summary=False,
