@@ -342,8 +342,14 @@ def _sanitized_run(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
         if os.environ.get("CI"):
             pytest.fail(f"{cc} has no AddressSanitizer runtime, and CI is set")
         pytest.skip(f"{cc} has no AddressSanitizer runtime to preload")
+    # libstdc++ too: ASan intercepts __cxa_throw and needs the real one at start-up (C++
+    # extensions that PyTorch imports on the way, such as triton's, throw while loading).
+    preload = [runtime]
+    cxx = subprocess.run([cc, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True).stdout.strip()
+    if os.path.isabs(cxx) and os.path.exists(cxx):
+        preload.append(cxx)
     env = dict(os.environ, STFTBLUR_CFLAGS=" ".join(SANITIZE), STFTBLUR_CACHE=str(tmp_path / "cache"),
-               LD_PRELOAD=runtime, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2",
+               LD_PRELOAD=" ".join(preload), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2",
                # CPython leaks by design; a failed malloc must return NULL (the MemoryError case).
                ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1",
                UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
@@ -593,6 +599,23 @@ def test_allocation_failure_raises_memory_error(openmp):
 
 # ---------------------------------------------------------------------------------------------
 # No process-wide side effects; concurrent calls.
+
+
+def test_library_calls_leave_the_thread_count_alone(monkeypatch):
+    """The loss and the metrics never call torch.set_num_threads (small or large problems,
+    compiled or reference path)."""
+    from stftblur import LocalPhaseLoss, lpc_si
+
+    def refuse(n):
+        raise AssertionError(f"torch.set_num_threads({n}) called by a library call")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
+    gen = torch.Generator().manual_seed(0)
+    for shape, preset in (((2, 1, 28, 28), "paper-code"), ((4, 1, 28, 28), "default"), ((2, 3, 96, 96), "default")):
+        x = torch.rand(shape, generator=gen, requires_grad=True)
+        LocalPhaseLoss.from_preset(preset)(x, torch.rand(shape, generator=gen)).backward()
+    lpc_si(torch.rand(2, 1, 48, 40, generator=gen))
+    lpc_si(torch.rand(1, 3, 32, 32, generator=gen, dtype=torch.float64))
 
 
 def test_concurrent_calls_give_the_serial_values():

@@ -13,7 +13,7 @@
 
 /* atan on [0, 1]: Cephes' atanf reduction and polynomial (relative error about 2e-7). Both
    branches are computed and selected, so that the loop vectorizes without masked operations. */
-static inline float atan01(float t) {
+STFTBLUR_INLINE float atan01(float t) {
     int big = t > 0.41421356237309503f;
     float u = (t - 1.0f) / (t + 1.0f);
     float x = big ? u : t;
@@ -24,7 +24,7 @@ static inline float atan01(float t) {
 }
 
 /* atan2 for arguments that are never -0.0 (the callers add +0.0 first). */
-static inline float atan2_nz(float y, float x) {
+STFTBLUR_INLINE float atan2_nz(float y, float x) {
     float ax = fabsf(x), ay = fabsf(y);
     int swap = ay > ax;
     float mx = swap ? ay : ax, mn = swap ? ax : ay;
@@ -35,13 +35,13 @@ static inline float atan2_nz(float y, float x) {
     return copysignf(r, y);
 }
 
-static inline float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
+STFTBLUR_INLINE float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
 
 /* One run of n coefficients. fo, ft: interleaved complex; go, gt: the gradients, written over
    fo, ft (element j is read before it is written); wv, wa, wp: the value weight and the two
    gradient weights. MODE, NO, NT, OFF are compile-time constants at every call, so that the loop
    has no branches. */
-static inline __attribute__((always_inline)) double run(
+STFTBLUR_INLINE double run(
         const int MODE, const int NO, const int NT, const int OFF, float *fo, float *ft,
         const float *wv, const float *wa, const float *wp, int64_t n,
         float pw, float aw, float off, float eps2) {

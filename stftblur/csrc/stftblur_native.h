@@ -14,6 +14,11 @@
 
 #define STFTBLUR_API __attribute__((visibility("default")))
 
+/* Helpers of a vectorized loop: inlined whatever the compiler's inlining budget (in a large
+   translation unit, such as a C++ extension that includes PyTorch's headers, GCC otherwise
+   leaves atan2 as a call and the loop scalar, 9x slower). */
+#define STFTBLUR_INLINE static inline __attribute__((always_inline))
+
 #define STFTBLUR_OK 0
 #define STFTBLUR_EINVAL 1
 #define STFTBLUR_ENOMEM 2
