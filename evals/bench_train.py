@@ -8,7 +8,12 @@ Each loss runs ``--warmup`` steps, then ``--steps`` timed steps, the losses taki
 blocks of 10 steps (so that a change of load on a shared machine affects all of them alike); the
 median wall time per step is reported, with the median CPU time (process time), the page faults
 per step and the 1-minute load average before and after. Results go to
-evals/results/bench_train.json with the machine description. This is a benchmark, not a test.
+evals/results/bench_train.json with the machine description and the compiled kernels' status.
+This is a benchmark, not a test.
+
+The thread count is set here, by the benchmark (``--threads``), as the CLI's ``--threads`` does;
+the loss itself never changes it (its kernels choose how many of their own threads to use from
+the size of each call).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from stftblur.training import (  # noqa: E402
     make_optimizer,
     train_step,
 )
+from stftblur.losses import _compiled  # noqa: E402
 from stftblur.models import create_vae  # noqa: E402
 from stftblur_cli._process import tune_allocator  # noqa: E402
 
@@ -202,6 +208,7 @@ def main() -> None:
         "allocator_tuned": allocator_tuned,
         "warmup": args.warmup,
         "machine": describe(args.device),
+        "compiled_kernels": _compiled.status(),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
