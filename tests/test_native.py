@@ -77,7 +77,8 @@ def test_c_entries_reject_impossible_sizes():
     assert lib is not None
     assert lib.lpl_terms(7, None, None, 0, 0, None, None, None, 0, 1, 1, 1, 1, 1, 1.0, 1.0, 0.0, 1e-8, None) == \
         _native.EINVAL
-    assert lib.lpl_overlap_add(None, None, None, 0, 1, 4, 4, 2, 2, 4, 4, 2, 0, 0, 0, 0, 0) == _native.EINVAL  # 2 patches of 4 at stride 2 need 6
+    # two patches of 4 at stride 2 need 6 rows, not 4
+    assert lib.lpl_overlap_add(None, None, None, 0, 1, 4, 4, 2, 2, 4, 4, 2, 0, 0, 0, 0, 0) == _native.EINVAL
     lpc = _lpc_native.LIBRARY.library()
     assert lpc is not None
     assert lpc.lpc_thresholds_mt_f32(None, 1, 4, 4, 2, None, 1) == _native.EINVAL  # border leaves no pixel
@@ -290,7 +291,8 @@ def _public_cases(check: Callable[[bool, str], None]) -> None:
         loss.sum().backward()
         check(bool(torch.isfinite(loss).all() and torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()),
               f"LocalPhaseLoss {preset} {shape}")
-    for shape, dtype in (((2, 1, 40, 33), torch.float32), ((1, 3, 24, 24), torch.float64), ((1, 1, 64, 48), torch.float32)):
+    for shape, dtype in (((2, 1, 40, 33), torch.float32), ((1, 3, 24, 24), torch.float64),
+                         ((1, 1, 64, 48), torch.float32)):
         x = torch.rand(shape, generator=gen, dtype=dtype)
         si, lpc = lpc_si(x, return_map=True)
         check(bool(torch.isfinite(si).all() and torch.isfinite(lpc).all()), f"lpc_si {shape} {dtype}")
@@ -307,7 +309,8 @@ def run_cases(sanitized: bool = False) -> List[str]:
     for lib in (_compiled.LIBRARY, _lpc_native.LIBRARY):
         check(lib.available(), f"{lib.name}: {lib.status()}")
         if sanitized:
-            check(os.environ["STFTBLUR_CACHE"] in lib.status(), f"{lib.name} built in the sanitizer cache: {lib.status()}")
+            check(os.environ["STFTBLUR_CACHE"] in lib.status(),
+                  f"{lib.name} built in the sanitizer cache: {lib.status()}")
     if failures:
         return failures
     _terms_cases(check)
