@@ -337,7 +337,13 @@ def _sanitizer_runtime(cc: str) -> Optional[str]:
     return None
 
 
-def _sanitized_run(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def sanitizer_cache(tmp_path_factory) -> Path:
+    """One cache of sanitizer builds for the module's subprocesses (built once)."""
+    return tmp_path_factory.mktemp("sanitized")
+
+
+def _sanitized_run(cache: Path, code: str) -> subprocess.CompletedProcess:
     cc = _native._compiler()
     assert cc is not None
     runtime = _sanitizer_runtime(cc)
@@ -351,7 +357,7 @@ def _sanitized_run(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
     cxx = subprocess.run([cc, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True).stdout.strip()
     if os.path.isabs(cxx) and os.path.exists(cxx):
         preload.append(cxx)
-    env = dict(os.environ, STFTBLUR_CFLAGS=" ".join(SANITIZE), STFTBLUR_CACHE=str(tmp_path / "cache"),
+    env = dict(os.environ, STFTBLUR_CFLAGS=" ".join(SANITIZE), STFTBLUR_CACHE=str(cache),
                LD_PRELOAD=" ".join(preload), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2",
                # CPython leaks by design; a failed malloc must return NULL (the MemoryError case).
                ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1",
@@ -362,10 +368,10 @@ def _sanitized_run(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
 
 
 @needs_cc
-def test_kernel_cases_under_sanitizers(tmp_path):
+def test_kernel_cases_under_sanitizers(sanitizer_cache):
     """The cases above with the kernels built -fsanitize=address,undefined, in a subprocess
     with the ASan runtime preloaded; any report fails (ASan and UBSan abort the process)."""
-    proc = _sanitized_run(tmp_path, "import sys; from tests.test_native import run_cases\n"
+    proc = _sanitized_run(sanitizer_cache, "import sys; from tests.test_native import run_cases\n"
                                     "f = run_cases(sanitized=True); print('\\n'.join(f)); sys.exit(1 if f else 0)")
     report = proc.stdout[-4000:] + proc.stderr[-8000:]
     assert proc.returncode == 0, report
@@ -375,14 +381,14 @@ def test_kernel_cases_under_sanitizers(tmp_path):
 
 
 @needs_cc
-def test_sanitizers_would_catch_an_overflow(tmp_path):
+def test_sanitizers_would_catch_an_overflow(sanitizer_cache):
     """The harness itself: the overlap-add entry called past the Python checks with an image
     one column too narrow writes out of bounds, and ASan stops the process."""
     code = ("import torch; from stftblur.losses import _compiled; lib = _compiled._library();\n"
             "p = torch.rand(1, 2, 2, 4, 4); out = torch.empty(1, 6, 5)\n"
             "lib.lpl_overlap_add(p.data_ptr(), None, out.data_ptr(), 0, 6, 6, 6, 2, 2, 4, 4, 2, *p.stride())\n"
             "print('not caught')")
-    proc = _sanitized_run(tmp_path, code)
+    proc = _sanitized_run(sanitizer_cache, code)
     assert proc.returncode != 0 and "AddressSanitizer" in proc.stderr and "not caught" not in proc.stdout
 
 
