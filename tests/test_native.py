@@ -62,10 +62,13 @@ def test_status_codes_match_the_header():
 @pytest.mark.parametrize("source,extra", [("local_phase.c", []), ("lpc_si.c", []), ("lpc_si.c", ["-fopenmp"])])
 def test_sources_compile_with_warnings_as_errors(tmp_path, source, extra):
     cc = _native._compiler()
+    if extra:  # the library is built without OpenMP where the compiler has none: so is this test
+        plain = subprocess.run(_native.compile_command(cc, source, tmp_path / "plain.so", extra), capture_output=True,
+                               text=True, timeout=300)
+        if plain.returncode:
+            pytest.skip(f"{cc} does not build with {' '.join(extra)} here: {plain.stderr.strip()[-300:]}")
     cmd = _native.compile_command(cc, source, tmp_path / "out.so", [*_native.WARNING_FLAGS, *extra])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode and extra == ["-fopenmp"] and "omp" in proc.stderr.lower() and "error" not in proc.stderr:
-        pytest.skip(f"{cc} cannot build with -fopenmp here")
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
     assert (tmp_path / "out.so").stat().st_size > 0
 

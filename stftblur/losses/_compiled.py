@@ -3,7 +3,8 @@
 The fused loss (:mod:`stftblur.losses.local_phase`) spends most of its CPU time outside the FFTs:
 about 30 elementwise PyTorch passes over the coefficients (amplitudes, phase distance, the two
 gradient factors) and the windowed overlap-add of the adjoint. This module compiles those two
-steps, written here in plain C, into one pass each, the first time they are needed:
+steps, written in plain C (``stftblur/csrc/local_phase.c``), into one pass each, the first time
+they are needed:
 
 - :func:`coefficient_terms` (one read of both spectra, one write of the gradients, in place);
 - :func:`overlap_add` (window multiply and overlap-add of the patch gradients in one pass).
@@ -18,9 +19,15 @@ Convention:
     reference path, which gives the same results within float32 rounding; the reason is kept in
     :func:`status`. float64, and code traced by ``torch.compile``, always use the reference path.
 
-    The kernels release the GIL (ctypes does), so large problems are split over
+    The kernels release the GIL (ctypes does), so large problems are split over at most
     ``torch.get_num_threads()`` Python threads; problems below :data:`PARALLEL_MIN_WORK` run on
-    the calling thread alone.
+    the calling thread alone. Nothing here changes the thread count.
+
+    Both entries check what they are given (dtype, shape, strides, device, overlapping memory)
+    and raise TypeError or ValueError naming the argument before a pointer reaches C; their
+    signatures and the None they return where they do not serve are what the fused pass
+    (:mod:`stftblur.losses._fused`, run inside the custom operator of
+    :mod:`stftblur.losses._ops`) relies on.
 """
 
 from __future__ import annotations
