@@ -86,6 +86,7 @@ def _local_phase_fake(input: torch.Tensor, target: torch.Tensor, *args: Any) -> 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[torch.Tensor, ...]) -> None:
     _, grad_o, grad_t = output
     ctx.mark_non_differentiable(grad_o, grad_t)
+    ctx.set_materialize_grads(False)  # no zero tensors for the gradient outputs' (unused) gradients
     ctx.need = (inputs[_NEED_INPUT], inputs[_NEED_TARGET])
     ctx.save_for_backward(grad_o, grad_t)
 
