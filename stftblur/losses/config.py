@@ -144,7 +144,7 @@ class LocalPhaseConfig:
             >>> LocalPhaseConfig.field_names()[:3]
             ('window_size', 'stride', 'phase_weight')
         """
-        return tuple(f.name for f in dataclasses.fields(cls))
+        return _FIELD_NAMES
 
     def replace(self, **changes: Any) -> "LocalPhaseConfig":
         """A validated copy with ``changes`` applied; unknown names are a :class:`TypeError`.
@@ -215,6 +215,12 @@ class LocalPhaseConfig:
 
     def __repr__(self) -> str:
         return f"LocalPhaseConfig({format_options(self.to_dict())})"
+
+
+# The field names, computed once: torch.compile traces a config built inside a compiled function
+# (the functional loss with single options), and Dynamo handles dataclasses.fields() only on
+# instances, not on the class.
+_FIELD_NAMES: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LocalPhaseConfig))
 
 
 def format_options(options: Mapping[str, Any]) -> str:
