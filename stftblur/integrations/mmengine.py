@@ -98,6 +98,9 @@ class LPCSI(BaseMetric):
     """
 
     metric = "LPCSI"
+    # No prefix unless one is given, as mmagic's sample-wise metrics ("LPCSI", not "x/LPCSI");
+    # an empty default also keeps mmengine from warning that no prefix is set.
+    default_prefix: Optional[str] = ""
 
     def __init__(self, pred_key: str = "pred_img", crop_border: int = 0, channel_order: str = "BGR",
                  collect_device: str = "cpu", prefix: Optional[str] = None, **lpc_si_options: Any) -> None:
