@@ -174,7 +174,8 @@ class NativeLibrary:
     Convention:
         :meth:`library` builds at most once per process (thread-safe) and returns None where
         the build is impossible; :attr:`enabled` = False forces the caller's reference path
-        (tests, benchmarks), None is the default (compiled when available).
+        for tests and benchmarks only (no library call sets it: a run or a loss chooses its
+        kernels with the ``kernels=`` option), None is the default (compiled when available).
     """
 
     def __init__(self, name: str, source: str, declare: Callable[[ctypes.CDLL], None], openmp: bool = False) -> None:
@@ -206,7 +207,7 @@ class NativeLibrary:
     def status(self) -> str:
         """Why the kernels are (not) in use: the library path or the build error."""
         if self.enabled is False:
-            return "disabled by set_enabled(False)"
+            return "disabled (enabled = False)"
         self.library()
         return self._status
 

@@ -17,7 +17,8 @@ Convention:
     order of the final sums. Without a compiler, when the build fails, or with
     ``STFTBLUR_COMPILED=0``, :func:`available` is False and the loss uses its pure-PyTorch
     reference path, which gives the same results within float32 rounding; the reason is kept in
-    :func:`status`. float64, and code traced by ``torch.compile``, always use the reference path.
+    :func:`status`. float64 always uses the reference path. Under ``torch.compile`` the loss is one
+    custom operator (:mod:`stftblur.losses._ops`) whose call runs these kernels as eager does.
 
     The kernels release the GIL (ctypes does), so large problems are split over at most
     ``torch.get_num_threads()`` Python threads; problems below :data:`PARALLEL_MIN_WORK` run on
@@ -204,7 +205,7 @@ def coefficient_terms(
     need_o: bool,
     need_t: bool,
 ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]]:
-    """The compiled twin of ``local_phase._coefficient_terms``; None where it does not serve
+    """The compiled twin of ``stftblur.losses._fused._coefficient_terms``; None where it does not serve
     (kernels unavailable, ``torch.compile`` tracing, complex128, not on the CPU).
 
     The gradients are written over ``fo`` and ``ft`` (which the caller no longer needs) and
