@@ -50,11 +50,11 @@ DATASETS = {
     "mnist": {"title": "MNIST", "binarize": True, "inputs": "test inputs (binarized)",
               "train": "MNIST (`mnist`), 60,000 training images binarized at 0.5",
               "test": "the whole MNIST test set (10,000 images, binarized), as `evals/table1.py` measures every row",
-              "reference": "the 10,000 binarized test digits", "doc": "reproduction.md"},
+              "reference": "the 10,000 binarized test digits", "doc": "reproduction.md", "items": "digits"},
     "fashion-mnist": {"title": "Fashion-MNIST", "binarize": False, "inputs": "test inputs (grayscale)",
                       "train": "Fashion-MNIST (`fashion-mnist`, Debian's dataset-fashion-mnist), 60,000 training images, grayscale in [0, 1], not binarized",
                       "test": "the whole Fashion-MNIST test set (10,000 images, grayscale), as `evals/fashion_vae.py` measures every run",
-                      "reference": "the 10,000 grayscale test images", "doc": "fashion.md"},
+                      "reference": "the 10,000 grayscale test images", "doc": "fashion.md", "items": "images"},
 }
 
 
@@ -114,7 +114,7 @@ model = load_vae("{name}")
 
 On {data['test']}:
 
-| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | their spectral deficit against the test digits | LPC-SI of reconstructions | KL of the code, nats per test image |
+| PSNR / SSIM, sampled z, raw output (paper's convention) | PSNR / SSIM, mean z, clamped | LPC-SI of {info['n_samples']:,} prior samples | their spectral deficit against the test {data['items']} | LPC-SI of reconstructions | KL of the code, nats per test image |
 |---|---|---|---|---|---|
 | {m['psnr_sampled']:.2f} / {m['ssim_sampled']:.3f} | {m['psnr_mean_clamped']:.2f} / {m['ssim_mean_clamped']:.3f} | {m['lpc_si_samples']:.4f} | {m['spectral_deficit_samples_db']:+.2f} dB | {m['lpc_si_recon']:.4f} | {m['kl_test_nats']:.1f} |
 
