@@ -62,7 +62,10 @@ SAMPLES_MEANINGFUL: Dict[str, Optional[str]] = {
     "0.25": ("meaningful. Seed 0 of SSIM alone and of SSIM + LocalPhaseLoss(), looked at on 2026-12-07 "
              "before any second seed was measured: mostly recognisable garments (dresses, tops, pullovers, "
              "sneakers, sandals, boots), soft-edged; about two in ten are shapeless blobs, in both alike."),
-    "0.005": None,
+    "0.005": ("not meaningful for the SSIM family. Seed 0 of all five configurations, looked at on 2026-12-07 "
+              "before the beta 0.005 numbers were compared: SSIM alone, SSIM + LocalPhaseLoss() and 'ours' draw "
+              "mostly dark, broken fragments (the same sandal-like stroke over and over, faint outlines); L2 and "
+              "L2 + FFL draw blurry but recognisable garments. The verdict rests on beta 0.25."),
 }
 
 

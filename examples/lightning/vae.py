@@ -11,7 +11,7 @@ loop. Every ``--steps-per-epoch`` steps is one "epoch": at its end ``BlurMonitor
 improving), logs ``blur/lpc_si`` and ``blur/spectral_deficit_db`` against ``--real-images`` test
 images, writes a labelled grid to ``<out>/lightning_logs/version_N/blur_monitor/`` and
 ``ModelCheckpoint`` keeps the checkpoint with the sharpest samples. The defaults are 600 steps
-(a training step takes about 25 ms on two idle CPU threads, docs/benchmarks.md; loading MNIST,
+(a training step takes about 22 ms on two idle CPU threads, docs/benchmarks.md; loading MNIST,
 Lightning and the monitor add to that): a demonstration of the plumbing, not a trained model (``stftblur
 train-vae`` trains the paper's 50 epochs of 1,200 steps).
 
