@@ -72,8 +72,8 @@ def _samples(module: Canvas) -> torch.Tensor:
 def _trainer(tmp_path: Path, callbacks: list, **kwargs) -> Trainer:
     return Trainer(
         default_root_dir=tmp_path, logger=CSVLogger(tmp_path, name="run"), callbacks=callbacks, accelerator="cpu",
-        devices=1, max_epochs=2, limit_train_batches=2, enable_progress_bar=False, enable_model_summary=False,
-        **kwargs,
+        devices=1, max_epochs=2, limit_train_batches=2, log_every_n_steps=1, enable_progress_bar=False,
+        enable_model_summary=False, **kwargs,
     )
 
 
