@@ -7,7 +7,8 @@ loss (``evals/bench_compile.py --repeat``). This diagnostic, run in one process,
 
 1. ``dispatch``: the operator ``torch.ops.stftblur.local_phase`` called under ``torch.no_grad()``
    against the Python function it wraps (``stftblur.losses._fused.fused_forward``), same
-   arguments: what the dispatcher adds per call. Medians of interleaved calls.
+   arguments, medians of interleaved calls; and an operator with the same schema that does no
+   work (``empty_operator_same_schema_us``): what the dispatcher alone costs per call.
 2. ``profile``: ``cProfile`` of ``--calls`` forward calls, eager then compiled; the functions
    whose own time differs most, in microseconds per call (positive: slower compiled).
 3. ``fft_inside``: the median time of one ``torch.fft.rfft2`` of a (50, 49, 16, 16) tensor run
@@ -28,7 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -48,6 +49,17 @@ def _median_us(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(times) * 1e6
 
 
+@torch.library.custom_op("stftblur_diagnostic::empty_local_phase", mutates_args=())
+def _empty_operator(
+    input: torch.Tensor, target: torch.Tensor, window: Optional[torch.Tensor], weighting: Optional[torch.Tensor],
+    window_name: str, weighting_name: str, window_size: List[int], stride: int, transform: str, normalized: bool,
+    aggregate: str, phase_weight: float, amplitude_weight: float, phase_distance: str, phase_offset: float,
+    eps: float, need_input_grad: bool, need_target_grad: bool, kernels: str,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss operator's schema with no work: what the dispatcher alone costs per call."""
+    return input.new_empty(1), input.new_empty(0), input.new_empty(0)
+
+
 def dispatch(x: torch.Tensor, y: torch.Tensor, n: int) -> Dict[str, float]:
     op = torch.ops.stftblur.local_phase.default
     py_args = list((x, y) + ARGS_AFTER_IMAGES)
@@ -60,8 +72,13 @@ def dispatch(x: torch.Tensor, y: torch.Tensor, n: int) -> Dict[str, float]:
         for _ in range(n):
             direct.append(_median_us(lambda: _fused.fused_forward(*py_args), 1))
             via_op.append(_median_us(lambda: op(x, y, *ARGS_AFTER_IMAGES), 1))
+        empty_op = torch.ops.stftblur_diagnostic.empty_local_phase.default
+        for _ in range(200):
+            empty_op(x, y, *ARGS_AFTER_IMAGES)
+        empty = _median_us(lambda: empty_op(x, y, *ARGS_AFTER_IMAGES), 20 * n)
     d, o = statistics.median(direct), statistics.median(via_op)
-    return {"function_us": round(d, 1), "operator_us": round(o, 1), "operator_over_function": round(o / d, 3)}
+    return {"function_us": round(d, 1), "operator_us": round(o, 1), "operator_over_function": round(o / d, 3),
+            "empty_operator_same_schema_us": round(empty, 1)}
 
 
 def profile(x: torch.Tensor, y: torch.Tensor, calls: int, rows: int = 12) -> List[Dict[str, Any]]:
