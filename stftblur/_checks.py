@@ -33,11 +33,19 @@ def check_image(x: object, name: str, *, min_size: int | None = None) -> torch.T
         raise ValueError(
             f"{name} of spatial size {tuple(x.shape[-2:])} is smaller than the window ({min_size}x{min_size})"
         )
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
-        # One reduction instead of an elementwise pass: any NaN or Inf makes the sum non-finite
-        # (finite values large enough to overflow the sum are reported too, which is fine).
-        raise ValueError(f"{name} contains NaN or Inf values")
+    if not torch.compiler.is_compiling():
+        # Under torch.compile a data-dependent check would break the graph: the custom operators
+        # check at run time instead (check_finite in their implementations).
+        check_finite(x, name)
     return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ValueError when ``x`` holds a NaN or an Inf (data-dependent: it reads the values)."""
+    # One reduction instead of an elementwise pass: any NaN or Inf makes the sum non-finite
+    # (finite values large enough to overflow the sum are reported too, which is fine).
+    if not bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32))):
+        raise ValueError(f"{name} contains NaN or Inf values")
 
 
 def check_pair(input: object, target: object, *, min_size: int | None = None) -> None:

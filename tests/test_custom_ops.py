@@ -137,6 +137,29 @@ def test_identical_images_are_exactly_zero_when_compiled():
     assert v.item() == 0.0 and not gx.any() and not gy.any()
 
 
+@pytest.mark.parametrize("bad", ["input", "target"])
+def test_non_finite_images_raise_when_compiled(bad):
+    """The eager loss and metrics refuse NaN/Inf before any work; under torch.compile that
+    data-dependent check cannot sit in the graph, so each operator makes it when it runs: the
+    compiled call raises the same error instead of returning NaN or a number."""
+    x, y = torch.rand(2, 1, 20, 20), torch.rand(2, 1, 20, 20)
+    (x if bad == "input" else y)[1, 0, 3, 4] = float("nan")
+    for fn in (LocalPhaseLoss(window_size=8), lambda a, b: local_phase_loss(a, b, window_size=8, reduction="none")):
+        with pytest.raises(ValueError, match=f"{bad} contains NaN or Inf values"):
+            fn(x, y)
+        with pytest.raises(ValueError, match=f"{bad} contains NaN or Inf values"):
+            torch.compile(fn, fullgraph=True, backend="aot_eager")(x, y)
+    images = torch.rand(2, 1, 32, 32)
+    images[0, 0, 5, 5] = float("inf")
+    spectrum = RadialSpectrum()
+    for fn in (lambda a: lpc_si(a), lambda a: radial_power_spectrum(a).power, spectrum.update):
+        with pytest.raises(ValueError, match="images contains NaN or Inf values"):
+            fn(images)
+        with pytest.raises(ValueError, match="images contains NaN or Inf values"):
+            torch.compile(fn, fullgraph=True, backend="aot_eager")(images)
+    assert spectrum.count == 0  # nothing was accumulated from the refused batch
+
+
 def test_second_order_gradients_raise_when_compiled():
     """A gradient penalty through the compiled loss is refused too, by PyTorch: AOTAutograd runs
     the compiled backward without recording it and raises when its result is differentiated."""

@@ -24,6 +24,7 @@ from typing import Any, List, Optional, Tuple
 
 import torch
 
+from stftblur._checks import check_finite
 from stftblur.losses._fused import fused_forward, scale_gradients
 
 __all__: List[str] = []
@@ -63,6 +64,9 @@ def local_phase_op(
     kernels: str,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Values (B,) and image gradients (B, C, H, W), or (0,) where not asked for."""
+    # The eager entry checks before (check_pair); a compiled graph reaches this check only here.
+    check_finite(input, "input")
+    check_finite(target, "target")
     values, grad_o, grad_t = fused_forward(
         input, target, window, weighting, window_name, weighting_name, (window_size[0], window_size[1]), stride,
         transform, normalized, aggregate, phase_weight, amplitude_weight, phase_distance, phase_offset, eps,

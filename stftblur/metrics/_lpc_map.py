@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from stftblur._checks import check_finite
 from stftblur.metrics import _lpc_native
 from stftblur.metrics._lpc_bank import _complex_dtype, _filter_bank
 from stftblur.metrics.fidelity import _compute_dtype
@@ -246,6 +247,7 @@ def lpc_si_op(
     border: int,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`lpc_si_values` as an operator: (index (B,), map (B, H, W))."""
+    check_finite(images, "images")  # what the eager entry checks before; compiled graphs check here
     return lpc_si_values(images, data_range, tuple(scales), tuple(scale_weights), C, beta_k, n_orientations, border)
 
 

@@ -17,6 +17,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from stftblur._checks import check_finite
+
 __all__: List[str] = []
 
 # Images whose FFT is taken at once by :func:`_power_sum` (about 2**22 pixels, so that a chunk's
@@ -84,6 +86,7 @@ def _power_sum(x: torch.Tensor, window: str) -> torch.Tensor:
 @torch.library.custom_op("stftblur::power_sum", mutates_args=())
 def power_sum_op(x: torch.Tensor, window: str) -> torch.Tensor:
     """:func:`_power_sum` as an operator: (B, C, H, W) real -> (H, W // 2 + 1) in x's dtype."""
+    check_finite(x, "images")  # what the eager entry checks before; compiled graphs check here
     return _power_sum(x, window)
 
 
