@@ -19,14 +19,15 @@ forward + backward of one step with the input requiring a gradient:
   always runs after the same one), of the loss eager and compiled, and then, in rounds of their
   own, of SSIMLoss eager and compiled for scale; "eager via the operator" is LocalPhaseLoss() in eager mode with its
   autograd.Function replaced by a call of ``torch.ops.stftblur.local_phase`` (in this worker
-  only), which measures the dispatcher's cost per call that eager mode avoids by entering the
-  same forward and backward through the Function (see stftblur/losses/_ops.py); and, in rounds
+  only), which measures what eager mode saves per call by entering the same forward and
+  backward through the Function (see stftblur/losses/_ops.py; evals/compile_gap.py shows the
+  dispatcher alone is a small part of it); and, in rounds
   of their own, ``torch.nn.L1Loss()`` eager and compiled: the difference is torch.compile's own
   cost per call of a compiled forward + backward (guards, wrappers), the floor under any
   compiled loss at that shape ("compile_floor_ms").
 
 The ratios move between processes more than within one (at 50x1x28x28 the compiled step is the
-eager step plus about 0.2 ms); ``--repeat N`` runs N fresh processes per shape and records the
+eager step plus about 0.4 ms); ``--repeat N`` runs N fresh processes per shape and records the
 spread of the ratios ("repeats" in the JSON).
 
 Targets (issue #22): compile time at most 3x SSIMLoss's; compiled step at most 1.15x eager.

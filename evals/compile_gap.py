@@ -2,7 +2,7 @@
 
     python evals/compile_gap.py [--shape 50x1x28x28] [--calls 1000] [--out evals/results/compile_gap.json]
 
-At 50x1x28x28 ``torch.compile(LocalPhaseLoss())`` costs 0.2-0.4 ms a step more than the eager
+At 50x1x28x28 ``torch.compile(LocalPhaseLoss())`` costs about 0.4 ms a step more than the eager
 loss (``evals/bench_compile.py --repeat``). This diagnostic, run in one process, measures:
 
 1. ``dispatch``: the operator ``torch.ops.stftblur.local_phase`` called under ``torch.no_grad()``

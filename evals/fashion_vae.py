@@ -56,6 +56,8 @@ BASELINE = {k: ("ssim-released" if k.endswith("-released") else "ssim") for k in
 METRICS = (("psnr", 3), ("ssim", 4), ("lpc_si", 4), ("spectral_deficit_db", 2))
 #: Secondary columns: PSNR and SSIM with z = posterior mean (decoder output clamped to [0, 1]).
 MEAN_Z = (("psnr_mean_clamped", 3), ("ssim_mean_clamped", 4))
+#: Every column of the per-configuration summary (mean +- std over seeds), in the page's order.
+SUMMARY = METRICS + MEAN_Z + (("kl_nats", 1),)
 
 #: Whether each setting's prior samples are meaningful (recognisable garments), written by a
 #: person after looking at docs/figures/fashion_vae.png and before the comparisons were read;
@@ -125,7 +127,7 @@ def collect(n_samples: int, remeasure: bool) -> Dict[str, Any]:
         runs = entry["per_seed"]
         entry["summary"] = {m: {"mean": statistics.fmean(r[m] for r in runs),
                                 "std": statistics.stdev([r[m] for r in runs]) if len(runs) > 1 else None}
-                            for m, _ in METRICS + MEAN_Z + (("kl_nats", 1),)} if runs else None
+                            for m, _ in SUMMARY} if runs else None
         base = results.get(BASELINE[config], {}).get("per_seed", [])
         entry["vs_ssim_alone"] = ({m: welch([r[m] for r in runs], [r[m] for r in base]) for m, _ in METRICS}
                                   if config != BASELINE[config] and len(runs) > 1 and len(base) > 1 else None)
@@ -195,7 +197,7 @@ def page(results: Dict[str, Any], n_samples: int) -> str:
             seeds += f" (unfinished: {','.join(map(str, e['unfinished']))})"
         s = e["summary"]
         rows.append(f"| {e['beta']:g} | {config} ({e['label']}) | {seeds} | " + " | ".join(
-            _cell(s, m, f) for m, f in METRICS + MEAN_Z + (("kl_nats", 1),)) + " |")
+            _cell(s, m, f) for m, f in SUMMARY) + " |")
     comp = ["| beta | configuration - SSIM alone | PSNR (dB) | SSIM | LPC-SI | spectral deficit (dB) |", "|---|---|---|---|---|---|"]
     for config, e in results.items():
         w = e.get("vs_ssim_alone")
