@@ -187,14 +187,25 @@ def test_reductions_and_aggregates():
     assert torch.allclose(total / count, per, rtol=1e-5)
 
 
-def test_batch_items_are_independent_and_chunking_is_invisible(monkeypatch):
+# 40x40 images, window 16, stride 4: 7 x 7 patches of 16 x 9 coefficients an image-channel.
+_PER_IMAGE = 7 * 7 * 16 * 9
+
+
+@pytest.mark.parametrize(
+    "chunk_coeffs",
+    [
+        1,  # one image-channel a chunk, a transform a side
+        16 * _PER_IMAGE,  # 8 image-channels a chunk (the last one partial), both sides in one transform
+    ],
+)
+def test_batch_items_are_independent_and_chunking_is_invisible(monkeypatch, chunk_coeffs):
     x, y = torch.rand(5, 3, 40, 40, dtype=torch.float64), torch.rand(5, 3, 40, 40, dtype=torch.float64)
     x.requires_grad_()
     full = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")
     (g_full,) = torch.autograd.grad(full.sum(), x)
     import stftblur.losses._fused as lp
 
-    monkeypatch.setattr(lp, "_CPU_CHUNK_COEFFS", 1)  # one image-channel per chunk
+    monkeypatch.setattr(lp, "_CPU_CHUNK_COEFFS", chunk_coeffs)
     chunked = local_phase_loss(x, y, window_size=16, stride=4, reduction="none")
     (g_chunk,) = torch.autograd.grad(chunked.sum(), x)
     assert torch.allclose(full, chunked, rtol=1e-12)
