@@ -27,7 +27,7 @@ forward + backward of one step with the input requiring a gradient:
   compiled loss at that shape ("compile_floor_ms").
 
 The ratios move between processes more than within one (at 50x1x28x28 the compiled step is the
-eager step plus about 0.4 ms); ``--repeat N`` runs N fresh processes per shape and records the
+eager step plus 0.2-0.5 ms); ``--repeat N`` runs N fresh processes per shape and records the
 spread of the ratios ("repeats" in the JSON).
 
 Targets (issue #22): compile time at most 3x SSIMLoss's; compiled step at most 1.15x eager.

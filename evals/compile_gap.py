@@ -1,9 +1,10 @@
 """Where the compiled loss's extra time goes at a small batch (issue #22's step target).
 
-    python evals/compile_gap.py [--shape 50x1x28x28] [--calls 1000] [--out evals/results/compile_gap.json]
+    python evals/compile_gap.py [--shape 50x1x28x28] [--calls 1000] [--rounds 500] [--out evals/results/compile_gap.json]
 
-At 50x1x28x28 ``torch.compile(LocalPhaseLoss())`` costs about 0.4 ms a step more than the eager
-loss (``evals/bench_compile.py --repeat``). This diagnostic, run in one process, measures:
+At 50x1x28x28 ``torch.compile(LocalPhaseLoss())`` cost about 0.4 ms a step more than the eager
+loss (``evals/bench_compile.py --repeat``) while the loss put each side through its own forward
+transform. This diagnostic, run in one process, measures:
 
 1. ``dispatch``: the operator ``torch.ops.stftblur.local_phase`` called under ``torch.no_grad()``
    against the Python function it wraps (``stftblur.losses._fused.fused_forward``), same
@@ -11,9 +12,14 @@ loss (``evals/bench_compile.py --repeat``). This diagnostic, run in one process,
    work (``empty_operator_same_schema_us``): what the dispatcher alone costs per call.
 2. ``profile``: ``cProfile`` of ``--calls`` forward calls, eager then compiled; the functions
    whose own time differs most, in microseconds per call (positive: slower compiled).
-3. ``fft_inside``: the median time of one ``torch.fft.rfft2`` of a (50, 49, 16, 16) tensor run
-   inside the loss's forward (the operator's body is wrapped for this), eager against compiled,
-   with torch's default thread count and with one thread set by this script.
+3. ``segments``: each part of a step (before the fused forward pass, the pass itself, after it,
+   the backward), the calling thread's minor page faults per step and the time in Python's
+   garbage collector, eager against compiled,
+   each variant in a fresh process: both sides of a chunk in one transform (the library today)
+   or a transform a side (before), each with glibc's heap trimming on (the default) and off
+   (``GLIBC_TUNABLES``, set for those subprocesses only). The fused pass is the same function in
+   both modes; where it took longer compiled, the time went to page faults in the FFTs' fresh
+   allocations (glibc's heap, trimmed and grown again between steps).
 
 A diagnostic, not a benchmark of record and not a test: pause other work while it runs.
 """
@@ -22,10 +28,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import os
 import pstats
+import random
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,44 +113,133 @@ def profile(x: torch.Tensor, y: torch.Tensor, calls: int, rows: int = 12) -> Lis
              "compiled_minus_eager_us": round(v["compiled"] - v["eager"], 1)} for k, v in diffs]
 
 
-def fft_inside(x: torch.Tensor, y: torch.Tensor, rounds: int) -> Dict[str, float]:
-    z = torch.rand(50, 49, 16, 16)
-    seen: List[float] = []
+#: The variants of ``segments``, each measured in its own fresh process: (both sides of a chunk
+#: in one transform where the images are small?, glibc's heap trimming turned off?).
+SEGMENT_VARIANTS = {
+    "one transform for both sides (the library)": (True, False),
+    "a transform a side (before)": (False, False),
+    "one transform for both sides, glibc trimming off": (True, True),
+    "a transform a side, glibc trimming off": (False, True),
+}
+# glibc's tunables for a heap that is never trimmed and never mmaps: no page is returned to the
+# system between steps, so none has to be faulted in again (this diagnostic's subprocesses only).
+NO_TRIM = "glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000"
+
+
+def segments(x: torch.Tensor, y: torch.Tensor, rounds: int, stack: bool) -> Dict[str, Any]:
+    """Each part of one forward + backward step, eager against compiled (medians, microseconds):
+    ``call_to_body`` (from the call to the start of the fused forward pass: the module's Python
+    in eager mode; Dynamo's guards, AOTAutograd's wrappers and the operator's entry compiled),
+    ``body`` (the fused forward pass, the same function in both), ``body_to_return``, ``backward``
+    and ``step``; the calling thread's minor page faults per step (a mean: they come in bursts;
+    ``getrusage(RUSAGE_THREAD)``); and the time in Python's garbage collector over all the timed
+    steps (milliseconds).
+    ``stack``: both sides of a chunk in one forward transform where the images are small (the
+    library's choice, ``_fused._stack_sides``), or a transform a side (what it did before; set by
+    this script in its own process)."""
+    stamps: Dict[str, float] = {}
     original = _ops.fused_forward
 
     def timed(*args: Any) -> Any:
-        seen.append(_median_us(lambda: torch.fft.rfft2(z), 10))
-        return original(*args)
+        stamps["b0"] = time.perf_counter()
+        out = original(*args)
+        stamps["b1"] = time.perf_counter()
+        return out
 
-    eager = LocalPhaseLoss()
-    compiled = torch.compile(LocalPhaseLoss())
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+    gc_seconds = [0.0]
+    gc_started = [0.0]
+
+    def gc_timer(phase: str, info: Dict[str, Any]) -> None:  # Python's cyclic collector, timed
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_seconds[0] += time.perf_counter() - gc_started[0]
+
+    stack_sides = _fused._stack_sides
+    if not stack:
+        _fused._stack_sides = lambda per_image: False
     _ops.fused_forward = timed
+    gc.callbacks.append(gc_timer)  # this script's own process
+    losses = {"eager": LocalPhaseLoss(), "compiled": torch.compile(LocalPhaseLoss())}
+    parts: Dict[str, Dict[str, List[float]]] = {name: {} for name in losses}
     try:
-        for _ in range(10):
-            eager(x, y).backward()
-            compiled(x, y).backward()
-        out: Dict[str, List[float]] = {"eager": [], "compiled": []}
-        for r in range(rounds):
-            order = (("eager", eager), ("compiled", compiled)) if r % 2 else (("compiled", compiled), ("eager", eager))
-            for name, fn in order:
-                fn(x, y).backward()
-                out[name].append(seen[-1])
+        for r in range(rounds + 20):
+            names = list(losses)
+            random.shuffle(names)
+            for name in names:
+                x.grad = None
+                gc_seconds[0] = 0.0
+                f0 = faults()
+                t0 = time.perf_counter()
+                value = losses[name](x, y)
+                t1 = time.perf_counter()
+                value.backward()
+                t2 = time.perf_counter()
+                f1 = faults()
+                if r < 20:  # warm-up (the first compiled call compiles)
+                    continue
+                row = {"call_to_body": stamps["b0"] - t0, "body": stamps["b1"] - stamps["b0"],
+                       "body_to_return": t1 - stamps["b1"], "backward": t2 - t1, "step": t2 - t0,
+                       "page_faults": (f1 - f0) * 1e-6, "gc_us": gc_seconds[0]}
+                for key, seconds in row.items():
+                    parts[name].setdefault(key, []).append(seconds * 1e6)
     finally:
+        gc.callbacks.remove(gc_timer)
         _ops.fused_forward = original
-    e, c = statistics.median(out["eager"]), statistics.median(out["compiled"])
-    return {"eager_us": round(e, 1), "compiled_us": round(c, 1), "compiled_over_eager": round(c / e, 3)}
+        _fused._stack_sides = stack_sides
+    # Times: medians. Page faults come in bursts (most steps have none): means per step. The
+    # garbage collector's time: the total over the timed steps (a full collection, after the
+    # compile's many new objects, lands in one step; the medians above leave it out).
+    result: Dict[str, Any] = {}
+    for key in parts["eager"]:
+        how: Callable[[List[float]], float] = {"page_faults": statistics.mean, "gc_us": sum}.get(key, statistics.median)
+        e, c = how(parts["eager"][key]), how(parts["compiled"][key])
+        result[key] = {"eager": round(e, 1), "compiled": round(c, 1), "compiled_minus_eager": round(c - e, 1)}
+    result["gc_ms_total"] = result.pop("gc_us")
+    for side in ("eager", "compiled", "compiled_minus_eager"):
+        result["gc_ms_total"][side] = round(result["gc_ms_total"][side] / 1e3, 1)
+    result["compiled_over_eager"] = round(result["step"]["compiled"] / result["step"]["eager"], 3)
+    return result
+
+
+def _segments_in_subprocesses(shape: str, rounds: int) -> Dict[str, Any]:
+    """``segments`` for every variant, each in a fresh process (the heap's history differs)."""
+    out: Dict[str, Any] = {}
+    for label, (stack, no_trim) in SEGMENT_VARIANTS.items():
+        env = dict(os.environ)
+        if no_trim:
+            env["GLIBC_TUNABLES"] = NO_TRIM
+        cmd = [sys.executable, __file__, "--shape", shape, "--rounds", str(rounds),
+               "--segments-worker", "stack" if stack else "per-side"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        out[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+        parts = out[label]
+        print(f"{label}: compiled / eager {parts['compiled_over_eager']}", flush=True)
+        for key in ("call_to_body", "body", "body_to_return", "backward", "step", "page_faults", "gc_ms_total"):
+            row = parts[key]
+            print(f"  {key:15s} eager {row['eager']:8.1f}  compiled {row['compiled']:8.1f}  "
+                  f"difference {row['compiled_minus_eager']:+7.1f}", flush=True)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="50x1x28x28")
     ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=500, help="timed steps of each variant in segments")
     ap.add_argument("--out", type=Path, default=Path("evals/results/compile_gap.json"))
+    ap.add_argument("--segments-worker", choices=["stack", "per-side"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     shape = [int(v) for v in args.shape.split("x")]
     gen = torch.Generator().manual_seed(0)
     y = torch.rand(shape, generator=gen)
     x = torch.rand(shape, generator=gen).requires_grad_()
+    if args.segments_worker:
+        print(json.dumps(segments(x, y, args.rounds, args.segments_worker == "stack")))
+        return
     threads = torch.get_num_threads()
     result: Dict[str, Any] = {"command": " ".join(["python"] + sys.argv), "shape": args.shape,
                               "torch": torch.__version__, "default_threads": threads}
@@ -150,12 +249,7 @@ def main() -> None:
     print("own time per forward call, compiled - eager (us):", flush=True)
     for row in result["profile"]:
         print(f"  {row['compiled_minus_eager_us']:+8.1f}  {row['function']}", flush=True)
-    result["fft_inside"] = {}
-    for n in sorted({threads, 1}, reverse=True):
-        torch.set_num_threads(n)  # this script's own process; the library never does this
-        result["fft_inside"][str(n)] = fft_inside(x, y, 200)
-        print(f"rfft2 inside the loss, {n} thread(s):", result["fft_inside"][str(n)], flush=True)
-    torch.set_num_threads(threads)
+    result["segments"] = _segments_in_subprocesses(args.shape, args.rounds)
     result["load_average_1min_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -14,8 +14,8 @@ Convention:
     frequency weights) are built inside, or passed as tensors where the user gave tensors.
 
     Eager calls (not traced by ``torch.compile``) enter the same forward and backward through a
-    ``torch.autograd.Function``, which saves what the operator route costs per call (0.1 to
-    0.2 ms, 5-10% of a small batch's step, docs/benchmarks.md; the dispatcher alone is 15 us).
+    ``torch.autograd.Function``, which saves what the operator route costs per call (0.2 to
+    0.3 ms, about 10% of the step at 50x1x28x28, docs/benchmarks.md; the dispatcher alone is 15 us).
 """
 
 from __future__ import annotations
