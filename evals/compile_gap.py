@@ -4,7 +4,7 @@
 
 At 50x1x28x28 ``torch.compile(LocalPhaseLoss())`` cost about 0.4 ms a step more than the eager
 loss (``evals/bench_compile.py --repeat``) while the loss put each side through its own forward
-transform. This diagnostic, run in one process, measures:
+transform. This diagnostic measures (1 and 2 in its own process, 3 in fresh subprocesses):
 
 1. ``dispatch``: the operator ``torch.ops.stftblur.local_phase`` called under ``torch.no_grad()``
    against the Python function it wraps (``stftblur.losses._fused.fused_forward``), same
@@ -14,10 +14,9 @@ transform. This diagnostic, run in one process, measures:
    whose own time differs most, in microseconds per call (positive: slower compiled).
 3. ``segments``: each part of a step (before the fused forward pass, the pass itself, after it,
    the backward), the calling thread's minor page faults per step and the time in Python's
-   garbage collector, eager against compiled,
-   each variant in a fresh process: both sides of a chunk in one transform (the library today)
-   or a transform a side (before), each with glibc's heap trimming on (the default) and off
-   (``GLIBC_TUNABLES``, set for those subprocesses only). The fused pass is the same function in
+   garbage collector, eager against compiled, each variant in a fresh process: both sides of a
+   chunk in one transform (the library today) or a transform a side (before), each with glibc's
+   heap trimming on (the default) and off (``GLIBC_TUNABLES``, set for those subprocesses only). The fused pass is the same function in
    both modes; where it took longer compiled, the time went to page faults in the FFTs' fresh
    allocations (glibc's heap, trimmed and grown again between steps).
 
@@ -181,11 +180,12 @@ def segments(x: torch.Tensor, y: torch.Tensor, rounds: int, stack: bool) -> Dict
                 f1 = faults()
                 if r < 20:  # warm-up (the first compiled call compiles)
                     continue
-                row = {"call_to_body": stamps["b0"] - t0, "body": stamps["b1"] - stamps["b0"],
-                       "body_to_return": t1 - stamps["b1"], "backward": t2 - t1, "step": t2 - t0,
-                       "page_faults": (f1 - f0) * 1e-6, "gc_us": gc_seconds[0]}
-                for key, seconds in row.items():
-                    parts[name].setdefault(key, []).append(seconds * 1e6)
+                seconds = {"call_to_body": stamps["b0"] - t0, "body": stamps["b1"] - stamps["b0"],
+                           "body_to_return": t1 - stamps["b1"], "backward": t2 - t1, "step": t2 - t0,
+                           "gc_us": gc_seconds[0]}
+                for key, value in seconds.items():
+                    parts[name].setdefault(key, []).append(value * 1e6)
+                parts[name].setdefault("page_faults", []).append(float(f1 - f0))
     finally:
         gc.callbacks.remove(gc_timer)
         _ops.fused_forward = original
