@@ -164,8 +164,9 @@ def segments(x: torch.Tensor, y: torch.Tensor, rounds: int, stack: bool) -> Dict
     gc.callbacks.append(gc_timer)  # this script's own process
     losses = {"eager": LocalPhaseLoss(), "compiled": torch.compile(LocalPhaseLoss())}
     parts: Dict[str, Dict[str, List[float]]] = {name: {} for name in losses}
+    warmup = 20  # steps of each mode not timed (the first compiled call compiles)
     try:
-        for r in range(rounds + 20):
+        for r in range(warmup + rounds):
             names = list(losses)
             random.shuffle(names)
             for name in names:
@@ -173,19 +174,19 @@ def segments(x: torch.Tensor, y: torch.Tensor, rounds: int, stack: bool) -> Dict
                 gc_seconds[0] = 0.0
                 f0 = faults()
                 t0 = time.perf_counter()
-                value = losses[name](x, y)
+                loss = losses[name](x, y)
                 t1 = time.perf_counter()
-                value.backward()
+                loss.backward()
                 t2 = time.perf_counter()
                 f1 = faults()
-                if r < 20:  # warm-up (the first compiled call compiles)
+                if r < warmup:
                     continue
                 seconds = {"call_to_body": stamps["b0"] - t0, "body": stamps["b1"] - stamps["b0"],
-                           "body_to_return": t1 - stamps["b1"], "backward": t2 - t1, "step": t2 - t0,
-                           "gc_us": gc_seconds[0]}
-                for key, value in seconds.items():
-                    parts[name].setdefault(key, []).append(value * 1e6)
+                           "body_to_return": t1 - stamps["b1"], "backward": t2 - t1, "step": t2 - t0}
+                for key, elapsed in seconds.items():
+                    parts[name].setdefault(key, []).append(elapsed * 1e6)  # microseconds
                 parts[name].setdefault("page_faults", []).append(float(f1 - f0))
+                parts[name].setdefault("gc_ms_total", []).append(gc_seconds[0] * 1e3)
     finally:
         gc.callbacks.remove(gc_timer)
         _ops.fused_forward = original
@@ -195,12 +196,10 @@ def segments(x: torch.Tensor, y: torch.Tensor, rounds: int, stack: bool) -> Dict
     # compile's many new objects, lands in one step; the medians above leave it out).
     result: Dict[str, Any] = {}
     for key in parts["eager"]:
-        how: Callable[[List[float]], float] = {"page_faults": statistics.mean, "gc_us": sum}.get(key, statistics.median)
+        how: Callable[[List[float]], float] = {"page_faults": statistics.mean, "gc_ms_total": sum}.get(
+            key, statistics.median)
         e, c = how(parts["eager"][key]), how(parts["compiled"][key])
         result[key] = {"eager": round(e, 1), "compiled": round(c, 1), "compiled_minus_eager": round(c - e, 1)}
-    result["gc_ms_total"] = result.pop("gc_us")
-    for side in ("eager", "compiled", "compiled_minus_eager"):
-        result["gc_ms_total"][side] = round(result["gc_ms_total"][side] / 1e3, 1)
     result["compiled_over_eager"] = round(result["step"]["compiled"] / result["step"]["eager"], 3)
     return result
 
