@@ -15,7 +15,8 @@ Convention:
 
     Eager calls (not traced by ``torch.compile``) enter the same forward and backward through a
     ``torch.autograd.Function``, which saves what the operator route costs per call (0.2 to
-    0.3 ms, about 10% of the step at 50x1x28x28, docs/benchmarks.md; the dispatcher alone is 15 us).
+    0.3 ms, about 10% of the step at 50x1x28x28, docs/benchmarks.md; the dispatcher alone is
+    about 14 us).
 """
 
 from __future__ import annotations
